@@ -1,0 +1,62 @@
+"""Compile every ``@triton.jit`` kernel of the package for real GPUs, without a GPU.
+
+Run as a script in a process where TRITON_INTERPRET is unset (the interpreter
+replaces kernels with Python functions that cannot be compiled). Discovers the
+kernels by walking ``triton_segloss.kernels``; each must be listed in its
+module's ``AOT_SPECS``. Prints one JSON line per compiled variant and exits 1
+on any failure or on a kernel without a spec.
+"""
+
+import importlib
+import json
+import pkgutil
+import sys
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from triton.runtime.jit import JITFunction
+
+import triton_segloss.kernels as kpkg
+
+TARGETS = {"sm_80": GPUTarget("cuda", 80, 32), "sm_90": GPUTarget("cuda", 90, 32)}
+
+
+def discover():
+    kernels, specs = {}, []
+    for info in pkgutil.iter_modules(kpkg.__path__):
+        mod = importlib.import_module(f"{kpkg.__name__}.{info.name}")
+        for name, obj in vars(mod).items():
+            if isinstance(obj, JITFunction) and obj.__module__ == mod.__name__:
+                kernels[f"{mod.__name__}.{name}"] = obj
+        specs += getattr(mod, "AOT_SPECS", [])
+    return kernels, specs
+
+
+def main(only=None):
+    kernels, specs = discover()
+    failed = False
+    covered = {id(s.fn) for s in specs}
+    for name, fn in sorted(kernels.items()):
+        if id(fn) not in covered:
+            print(json.dumps({"kernel": name, "ok": False, "error": "no AOT_SPECS entry"}))
+            failed = True
+    for i, spec in enumerate(specs):
+        sig, constexprs, attrs = spec.signature()
+        for tname, target in TARGETS.items():
+            rec = {"kernel": spec.fn.__name__, "variant": i, "target": tname}
+            try:
+                src = ASTSource(fn=spec.fn, signature=sig, constexprs=constexprs, attrs=attrs)
+                k = triton.compile(src, target=target)
+                rec.update(ok=True, cubin_bytes=len(k.asm["cubin"]), vector_loads="ld.global.v" in k.asm["ptx"],
+                           int64_ptx="mul.wide" in k.asm["ptx"] or ".s64" in k.asm["ptx"])
+            except Exception as e:  # report every failure, not only the first
+                rec.update(ok=False, error=f"{type(e).__name__}: {e}"[:2000])
+                failed = True
+            print(json.dumps(rec), flush=True)
+    print(json.dumps({"kernels": len(kernels), "variants": len(specs)}))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

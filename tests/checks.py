@@ -1,0 +1,52 @@
+"""Checks every loss family's tests share: value + gradient against a reference,
+fullgraph compile, determinism. Kept small and explicit."""
+
+import torch
+
+from tolerances import assert_grad, assert_value
+
+
+def value_and_grad(fn, logits, *args, upstream=None, **kwargs):
+    """Loss and d(sum(upstream * loss))/d(logits) of ``fn(logits, *args, **kwargs)``."""
+    x = logits.detach().clone().requires_grad_(True)
+    loss = fn(x, *args, **kwargs)
+    g = torch.ones_like(loss) if upstream is None else upstream(loss)
+    (grad,) = torch.autograd.grad(loss, x, grad_outputs=g)
+    return loss.detach(), grad
+
+
+def upstream_not_one(loss):
+    """An upstream gradient that is not 1: 0.37 for scalars, a ramp for maps."""
+    if loss.dim() == 0:
+        return torch.full_like(loss, 0.37)
+    return torch.linspace(-1.0, 2.0, loss.numel(), dtype=loss.dtype).view(loss.shape)
+
+
+def compare_to_reference(fn, ref, logits, *args, upstream=None, **kwargs):
+    """``fn`` on ``logits`` vs ``ref`` on the same values in float64: loss dtype, value and gradient."""
+    loss, grad = value_and_grad(fn, logits, *args, upstream=upstream, **kwargs)
+    ref_loss, ref_grad = value_and_grad(ref, logits.detach().double(), *args, upstream=upstream, **kwargs)
+    want = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    assert loss.dtype == want, f"loss dtype {loss.dtype}, want {want}"
+    assert grad.dtype == logits.dtype and grad.shape == logits.shape
+    assert torch.isfinite(loss).all() and torch.isfinite(grad).all()
+    assert_value(loss, ref_loss, logits.dtype)
+    assert_grad(grad, ref_grad, logits.dtype)
+    return loss, grad
+
+
+def compiled_matches_eager(fn, logits, *args, **kwargs):
+    """``torch.compile(fullgraph=True)`` of ``fn`` gives the eager value and gradient (no graph break)."""
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x, *a: fn(x, *a, **kwargs), fullgraph=True)
+    loss, grad = value_and_grad(compiled, logits, *args)
+    eager_loss, eager_grad = value_and_grad(fn, logits, *args, **kwargs)
+    torch.testing.assert_close(loss, eager_loss, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(grad, eager_grad, rtol=1e-6, atol=1e-7)
+
+
+def bitwise_deterministic(fn, logits, *args, runs=3, **kwargs):
+    first = value_and_grad(fn, logits, *args, **kwargs)
+    for _ in range(runs - 1):
+        again = value_and_grad(fn, logits, *args, **kwargs)
+        assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])

@@ -1,0 +1,68 @@
+import os
+
+import pytest
+import torch
+
+import triton_segloss as tsl
+from triton_segloss import _backend
+
+
+def test_use_backend_nests_and_restores():
+    assert _backend.requested_backend() == "auto"
+    with tsl.use_backend("torch"):
+        assert _backend.select(torch.device("cpu")) == "torch"
+        with tsl.use_backend("triton"):
+            assert _backend.select(torch.device("cpu")) == "triton"
+        assert _backend.requested_backend() == "torch"
+    assert _backend.requested_backend() == "auto"
+
+
+def test_auto_on_cpu_uses_interpreter_when_it_was_set():
+    # conftest sets TRITON_INTERPRET=1 before import
+    assert _backend.INTERPRET
+    assert _backend.select(torch.device("cpu")) == "triton"
+
+
+def test_env_var_is_read_at_call_time(monkeypatch):
+    monkeypatch.setenv("TRITON_SEGLOSS_BACKEND", "torch")
+    assert _backend.select(torch.device("cpu")) == "torch"
+    monkeypatch.setenv("TRITON_SEGLOSS_BACKEND", "bogus")
+    with pytest.raises(ValueError, match="TRITON_SEGLOSS_BACKEND"):
+        _backend.select(torch.device("cpu"))
+
+
+def test_bad_backend_name():
+    with pytest.raises(ValueError, match="use_backend"):
+        with tsl.use_backend("cuda"):
+            pass
+
+
+def test_forced_triton_without_interpreter_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(_backend, "INTERPRET", False)
+    assert _backend.select(torch.device("cpu")) == "torch"  # auto falls back
+    x = torch.randn(2, 1, 4, 4)
+    with tsl.use_backend("triton"), pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        tsl.bce_with_logits(x, torch.rand_like(x))
+
+
+def test_backend_read_inside_compiled_graph():
+    x = torch.randn(2, 1, 5, 5)
+    t = (torch.rand_like(x) > 0.5).float()
+    f = torch.compile(tsl.bce_with_logits, fullgraph=True)
+    with tsl.use_backend("torch"):
+        a = f(x, t)
+    with tsl.use_backend("triton"):
+        b = f(x, t)
+    torch.testing.assert_close(a, b)
+
+
+def test_subprocess_without_interpreter_runs_torch_path():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    code = ("import torch, triton_segloss as tsl; from triton_segloss import _backend; "
+            "x = torch.randn(2, 1, 3, 3); print(_backend.select(x.device), float(tsl.bce_with_logits(x, (x > 0).float())))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == "torch"

@@ -1,0 +1,157 @@
+"""Argument checks shared by every loss.
+
+Shape, dtype and device checks always run (they cost nothing). Checks of
+tensor *values* need a host sync, so they run on CPU tensors always, on CUDA
+only with ``TRITON_SEGLOSS_VALIDATE=1``, and never while ``torch.compile``
+traces (see :func:`check_values_now`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+LABEL_DTYPES = (torch.int64, torch.int32, torch.uint8)
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def shape_str(t: Tensor) -> str:
+    return "(" + ", ".join(str(s) for s in t.shape) + ")"
+
+
+def check_values_now(t: Tensor) -> bool:
+    """True when value checks (which sync with the host) may run on ``t``."""
+    if torch.compiler.is_compiling():
+        return False
+    if t.device.type == "cpu":
+        return True
+    return os.environ.get("TRITON_SEGLOSS_VALIDATE", "0") == "1"
+
+
+def check_logits(logits: Tensor, name: str = "logits", min_dim: int = 2) -> None:
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(logits).__name__}")
+    if logits.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be a floating tensor (float16, bfloat16, float32 or float64), "
+            f"got dtype {logits.dtype} with shape {shape_str(logits)}"
+        )
+    if logits.dim() < min_dim:
+        raise ValueError(
+            f"{name} must have shape (N, C, *spatial) with at least {min_dim} dims, got {shape_str(logits)}"
+        )
+    if logits.shape[0] == 0:
+        raise ValueError(f"{name} has an empty batch: shape {shape_str(logits)}")
+
+
+def check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def check_same_device(ref: Tensor, ref_name: str, other: Optional[Tensor], other_name: str) -> None:
+    if other is not None and other.device != ref.device:
+        raise ValueError(
+            f"{other_name} is on {other.device} but {ref_name} is on {ref.device}; "
+            f"move them to the same device"
+        )
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation and result dtype: float64 for float64 inputs, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def as_ncs(x: Tensor, n: int, c: int) -> Tensor:
+    """View ``x`` (already of shape (n, c, *spatial)) as (n, c, S) without copying when possible.
+
+    ``reshape`` returns a view whenever the spatial dims merge (contiguous,
+    channels_last, stride-0 broadcasts) and copies only for layouts where they
+    do not (e.g. a spatially sliced view).
+    """
+    return x.reshape(n, c, -1)
+
+
+def binary_target_ncs(logits: Tensor, target: Tensor, name: str = "target") -> Tensor:
+    """Accept a binary/multilabel mask shaped like ``logits`` or like ``logits`` without dim 1 (when C == 1)."""
+    if not isinstance(target, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(target).__name__}")
+    n, c = logits.shape[0], logits.shape[1]
+    if target.shape == logits.shape:
+        pass
+    elif c == 1 and target.dim() == logits.dim() - 1 and target.shape[0] == n and target.shape[1:] == logits.shape[2:]:
+        target = target.unsqueeze(1)
+    else:
+        extra = " or (N, *spatial) since C == 1" if c == 1 else ""
+        raise ValueError(
+            f"{name} must have the shape of logits {shape_str(logits)}{extra}; got {name} {shape_str(target)}"
+        )
+    if target.dtype == torch.bool:
+        target = target.view(torch.uint8)
+    elif target.is_complex():
+        raise TypeError(f"{name} must be a real mask (float, bool or integer), got dtype {target.dtype}")
+    check_same_device(logits, "logits", target, name)
+    return as_ncs(target, n, c)
+
+
+def check_binary_values(target: Tensor, ignore_index: Optional[float], name: str = "target") -> None:
+    """Binary targets must lie in [0, 1] unless equal to ``ignore_index`` (value check)."""
+    if not check_values_now(target) or target.numel() == 0:
+        return
+    t = target.float() if target.dtype in (torch.uint8, torch.bool) else target
+    bad = (t < 0) | (t > 1) | torch.isnan(t)
+    if ignore_index is not None:
+        bad &= t != ignore_index
+    if bool(bad.any()):
+        v = t[bad].flatten()[:4].tolist()
+        extra = "" if ignore_index is None else f" and not equal to ignore_index={ignore_index}"
+        raise ValueError(
+            f"{name} must hold values in [0, 1]{extra}; found e.g. {v} in {name} of shape {shape_str(target)}"
+        )
+
+
+def pixel_map_ncs(logits: Tensor, w: Optional[Tensor], name: str) -> Optional[Tensor]:
+    """A per-pixel map broadcastable to ``logits``, returned as an (N, C, S) (possibly stride-0) view."""
+    if w is None:
+        return None
+    if not isinstance(w, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(w).__name__}")
+    if not w.is_floating_point() and w.dtype not in (torch.uint8, torch.bool, torch.int32, torch.int64):
+        raise TypeError(f"{name} must be a real tensor, got dtype {w.dtype}")
+    check_same_device(logits, "logits", w, name)
+    shape = tuple(logits.shape)
+    ws = tuple(w.shape)
+    if len(ws) == len(shape) - 1 and logits.shape[1] == 1 and ws[0] == shape[0]:
+        w = w.unsqueeze(1)  # (N, *spatial) map for a binary (N, 1, *spatial) logit
+    try:
+        w = w.expand(shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{name} of shape {shape_str(w)} does not broadcast to logits {shape_str(logits)}"
+        ) from None
+    if w.dtype == torch.bool:
+        w = w.view(torch.uint8)
+    return as_ncs(w, shape[0], shape[1])
+
+
+def finite_float(x, name: str) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {x!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    return v
+
+
+def pair(x: Sequence[float], name: str) -> tuple[float, float]:
+    try:
+        a, b = x
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (a, b), got {x!r}") from None
+    return finite_float(a, f"{name}[0]"), finite_float(b, f"{name}[1]")

@@ -1,0 +1,1 @@
+"""Segmentation metrics (confusion matrix, scores)."""
