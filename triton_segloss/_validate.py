@@ -155,3 +155,43 @@ def pair(x: Sequence[float], name: str) -> tuple[float, float]:
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a pair (a, b), got {x!r}") from None
     return finite_float(a, f"{name}[0]"), finite_float(b, f"{name}[1]")
+
+
+def multiclass_target_ns(logits: Tensor, target: Tensor, name: str = "target") -> Tensor:
+    """Integer labels ``(N, *spatial)`` for logits ``(N, C, *spatial)``, returned as an (N, 1, S) view.
+
+    Never one-hot encoded: kernels read the label and compare it with the class index.
+    """
+    if not isinstance(target, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(target).__name__}")
+    if target.dtype not in LABEL_DTYPES:
+        raise TypeError(
+            f"{name} must hold integer class labels (int64, int32 or uint8) for mode='multiclass', "
+            f"got dtype {target.dtype} with shape {shape_str(target)}"
+        )
+    n = logits.shape[0]
+    if target.dim() == logits.dim() and target.shape[1] == 1:
+        target = target.squeeze(1)  # (N, 1, *spatial) labels are common too
+    if tuple(target.shape) != (n, *logits.shape[2:]):
+        raise ValueError(
+            f"{name} must have shape (N, *spatial) = {(n, *logits.shape[2:])} for logits "
+            f"{shape_str(logits)}; got {name} {shape_str(target)}"
+        )
+    check_same_device(logits, "logits", target, name)
+    return target.reshape(n, 1, -1)
+
+
+def check_label_values(target: Tensor, num_classes: int, ignore_index: Optional[int], name: str = "target") -> None:
+    """Labels must lie in [0, num_classes) unless equal to ``ignore_index`` (value check)."""
+    if not check_values_now(target) or target.numel() == 0:
+        return
+    bad = (target < 0) | (target >= num_classes)
+    if ignore_index is not None:
+        bad &= target != ignore_index
+    if bool(bad.any()):
+        v = target[bad].flatten()[:4].tolist()
+        extra = "" if ignore_index is None else f" or equal ignore_index={ignore_index}"
+        raise ValueError(
+            f"{name} labels must lie in [0, {num_classes}){extra}; found e.g. {v} in {name} "
+            f"of shape {shape_str(target)}"
+        )

@@ -1,0 +1,1 @@
+"""Custom ops of this family (to be written)."""
