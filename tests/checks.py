@@ -8,7 +8,7 @@ from tolerances import assert_grad, assert_value
 
 def value_and_grad(fn, logits, *args, upstream=None, **kwargs):
     """Loss and d(sum(upstream * loss))/d(logits) of ``fn(logits, *args, **kwargs)``."""
-    x = logits.detach().clone().requires_grad_(True)
+    x = logits.detach().requires_grad_(True)  # detach, not clone: keeps the caller's strides
     loss = fn(x, *args, **kwargs)
     g = torch.ones_like(loss) if upstream is None else upstream(loss)
     (grad,) = torch.autograd.grad(loss, x, grad_outputs=g)
