@@ -103,7 +103,11 @@ def check_binary_values(target: Tensor, ignore_index: Optional[float], name: str
     """Binary targets must lie in [0, 1] unless equal to ``ignore_index`` (value check)."""
     if not check_values_now(target) or target.numel() == 0:
         return
-    t = target.float() if target.dtype in (torch.uint8, torch.bool) else target
+    t = target.view(torch.uint8) if target.dtype == torch.bool else target
+    lo, hi = torch.aminmax(t)  # one pass; NaN propagates and fails the comparisons below
+    if bool((lo >= 0) & (hi <= 1)):
+        return
+    t = t.float() if not t.is_floating_point() else t
     bad = (t < 0) | (t > 1) | torch.isnan(t)
     if ignore_index is not None:
         bad &= t != ignore_index
@@ -184,6 +188,9 @@ def multiclass_target_ns(logits: Tensor, target: Tensor, name: str = "target") -
 def check_label_values(target: Tensor, num_classes: int, ignore_index: Optional[int], name: str = "target") -> None:
     """Labels must lie in [0, num_classes) unless equal to ``ignore_index`` (value check)."""
     if not check_values_now(target) or target.numel() == 0:
+        return
+    lo, hi = torch.aminmax(target)  # one pass for the common all-valid case
+    if bool((lo >= 0) & (hi < num_classes)):
         return
     bad = (target < 0) | (target >= num_classes)
     if ignore_index is not None:

@@ -1,1 +1,199 @@
-__all__: list = []
+"""The Lovász hinge (binary) and Lovász-Softmax (multiclass) losses of Berman et al. (2018)."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from .. import ops as _ops  # noqa: F401  (registers the custom ops)
+from .._validate import (
+    as_ncs, binary_target_ncs, check_label_values, check_logits, check_reduction, check_values_now,
+    finite_float, multiclass_target_ns, pair, shape_str,
+)
+
+__all__ = ["lovasz_hinge", "lovasz_softmax"]
+
+
+def _check_binary01(target: Tensor, ignore_index: Optional[float]) -> None:
+    """The hinge needs a set: target values must be 0 or 1 (or ignore_index). Value check."""
+    if target.dtype == torch.bool or not check_values_now(target) or target.numel() == 0:
+        return
+    bad = target.ne(0).logical_and_(target.ne(1))
+    if ignore_index is not None:
+        bad.logical_and_(target.ne(ignore_index))
+    if bool(bad.any()):
+        v = target[bad].flatten()[:4].tolist()
+        extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+        raise ValueError(
+            f"target must hold 0 or 1{extra} for lovasz_hinge; found e.g. {v} in target "
+            f"of shape {shape_str(target)}"
+        )
+
+
+def _check_probabilities(p: Tensor) -> None:
+    """from_logits=False: the inputs must be probabilities in [0, 1]. Value check."""
+    if not check_values_now(p) or p.numel() == 0:
+        return
+    bad = (p < 0) | (p > 1) | torch.isnan(p)
+    if bool(bad.any()):
+        v = p[bad].flatten()[:4].tolist()
+        raise ValueError(
+            f"logits must hold probabilities in [0, 1] when from_logits=False; found e.g. {v} "
+            f"in logits of shape {shape_str(p)}"
+        )
+
+
+def _int_or_none(x, name: str) -> Optional[int]:
+    if x is None:
+        return None
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or float(x) != int(x):
+        raise TypeError(f"{name} must be an integer label or None, got {x!r}")
+    return int(x)
+
+
+def lovasz_hinge(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    per_image: bool = True,
+    ignore_index: Optional[float] = None,
+    margin: Optional[Sequence[float]] = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Binary Lovász hinge: the Lovász extension of the Jaccard loss applied to hinge errors.
+
+    Per pixel, with ``f`` the target (0 or 1) and ``m = margin[1] if f else margin[0]``
+    (1 by default)::
+
+        e = m - x * (2 f - 1)
+
+    Each segment (one image with ``per_image``, else the whole batch) sorts its errors in
+    decreasing order and returns ``sum_i relu(e_i) g_i``, ``g`` the Jaccard differences of
+    Alg. 1 of Berman et al.; ignored pixels are dropped from the segment.
+
+    Args:
+        logits: ``(N, 1, *spatial)`` float16/bfloat16/float32/float64, any strides.
+        target: ``(N, 1, *spatial)`` or ``(N, *spatial)`` mask of 0 and 1 (float, bool or integer).
+        per_image: one segment per image (Berman's default) or one for the whole batch.
+        ignore_index: pixels whose target equals it get no loss and zero gradient.
+        margin: ``(m_neg, m_pos)``, the hinge margin of background and foreground pixels
+            (seed 000 uses ``(1, 5)``).
+        reduction: ``"mean"`` (over images with ``per_image``: Berman's mean, an image with
+            every pixel ignored counts as 0), ``"sum"``, or ``"none"``: the per-image
+            losses ``(N,)`` with ``per_image``, else the batch loss (0-d).
+
+    A segment with no foreground still has a loss (its largest positive error); a segment
+    with every pixel ignored has loss 0. Ties between errors are broken by pixel order (a
+    stable sort), so the gradient is the same every run. Returns float32 (float64 for
+    float64 logits); the gradient has the logits' dtype and layout.
+    """
+    check_logits(logits)
+    check_reduction(reduction)
+    if logits.shape[1] != 1:
+        raise ValueError(
+            f"lovasz_hinge is binary: logits must have shape (N, 1, *spatial), got {shape_str(logits)}"
+        )
+    t = binary_target_ncs(logits, target)
+    if ignore_index is not None:
+        ignore_index = finite_float(ignore_index, "ignore_index")
+    _check_binary01(target, ignore_index)
+    m_neg, m_pos = (1.0, 1.0) if margin is None else pair(margin, "margin")
+    n = logits.shape[0]
+    loss, _, _ = torch.ops.triton_segloss.lovasz_hinge_forward(
+        as_ncs(logits, n, 1), t, bool(per_image), ignore_index is not None,
+        0.0 if ignore_index is None else ignore_index, m_neg, m_pos,
+    )
+    if reduction == "none":
+        return loss if per_image else loss[0]
+    if reduction == "sum":
+        return loss.sum()
+    return loss.mean()
+
+
+def _classes_arg(classes, c: int) -> tuple[Optional[list], Optional[list]]:
+    """(unique sorted classes for the op or None for all, positions of the listed classes)."""
+    if isinstance(classes, str):
+        if classes not in ("present", "all"):
+            raise ValueError(f"classes must be 'present', 'all' or a list of class indices, got {classes!r}")
+        return None, None
+    if isinstance(classes, Tensor):
+        classes = classes.tolist()
+    try:
+        listed = [int(k) for k in classes]
+    except (TypeError, ValueError):
+        raise TypeError(f"classes must be 'present', 'all' or a list of class indices, got {classes!r}") from None
+    if not listed:
+        raise ValueError("classes must name at least one class, got an empty list")
+    bad = [k for k in listed if not 0 <= k < c]
+    if bad:
+        raise ValueError(f"classes must lie in [0, {c}) for logits with C={c}; got {bad}")
+    unique = sorted(set(listed))
+    return unique, [unique.index(k) for k in listed]
+
+
+def lovasz_softmax(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    classes: Union[str, Sequence[int]] = "present",
+    per_image: bool = False,
+    ignore_index: Optional[int] = None,
+    from_logits: bool = True,
+    reduction: str = "mean",
+) -> Tensor:
+    """Lovász-Softmax: the Lovász extension of each class's Jaccard loss on ``|f_c - p_c|``.
+
+    With ``p = softmax(logits)`` over C (or ``logits`` themselves when ``from_logits=False``)
+    and ``f_c = [target == c]``, each segment (one image with ``per_image``, else the whole
+    batch) and class sorts ``e = |f_c - p_c|`` in decreasing order and gives
+    ``sum_i e_i g_i`` (Alg. 1 of Berman et al.); ignored pixels are dropped.
+
+    Args:
+        logits: ``(N, C, *spatial)`` logits (probabilities in [0, 1] with
+            ``from_logits=False``), float16/bfloat16/float32/float64, any strides.
+        target: integer labels ``(N, *spatial)`` (int64, int32 or uint8).
+        classes: ``"present"``: average over the classes that occur in the segment's
+            non-ignored pixels (a segment with none gives 0); ``"all"``: over all C;
+            or a list of class indices (a class listed twice counts twice).
+        per_image: Berman's ``per_image``: the mean over images of each image's loss
+            (an image with every pixel ignored counts as 0), else one batch segment.
+        ignore_index: label of pixels that get no loss and zero gradient.
+        from_logits: apply the softmax (True) or take probabilities (False).
+        reduction: ``"mean"``: Berman's loss, the class mean per segment then the mean over
+            images. ``"none"``: the per-(image, class) values, ``(N, K)`` with ``per_image``
+            else ``(K,)``: K = C for "present"/"all" (absent classes are 0 under "present"),
+            else the listed classes in the given order. ``"sum"``: the sum of those values.
+
+    Ties are broken by pixel order (a stable sort). Returns float32 (float64 for float64
+    logits); the gradient has the logits' dtype and layout.
+    """
+    check_logits(logits)
+    check_reduction(reduction)
+    n, c = logits.shape[:2]
+    t = multiclass_target_ns(logits, target)
+    ignore_index = _int_or_none(ignore_index, "ignore_index")
+    check_label_values(target, c, ignore_index)
+    if not from_logits:
+        _check_probabilities(logits)
+    unique, positions = _classes_arg(classes, c)
+    present = isinstance(classes, str) and classes == "present"
+    loss, gts, _, _ = torch.ops.triton_segloss.lovasz_softmax_forward(
+        as_ncs(logits, n, c), t, unique, bool(per_image), ignore_index is not None,
+        0 if ignore_index is None else ignore_index, bool(from_logits),
+    )
+    if present:
+        weight = (gts > 0).to(loss.dtype)
+        loss = loss * weight
+    elif positions is not None and positions != list(range(len(unique))):
+        loss = loss[:, positions]
+    if reduction == "none":
+        return loss if per_image else loss[0]
+    if reduction == "sum":
+        return loss.sum()
+    if present:
+        per_segment = loss.sum(1) / weight.sum(1).clamp_min(1.0)
+    else:
+        per_segment = loss.mean(1)
+    return per_segment.mean()

@@ -1,0 +1,213 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import triton_segloss as tsl
+from triton_segloss.functional._boundary import default_kernel_size
+from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, upstream_not_one
+from reference import boundary as ref
+
+
+def _blobs(shape, cells=4, p=0.5):
+    """A 0/1 mask of blocky regions (so boxes straddle real boundaries), shaped like ``shape``."""
+    spatial = shape[-2:] if len(shape) < 5 else shape[-3:]
+    coarse = (torch.rand(*shape[:-len(spatial)], *[max(1, s // cells) for s in spatial]) < p).float()
+    lead = coarse.shape[:-len(spatial)]
+    up = F.interpolate(coarse.reshape(-1, 1, *coarse.shape[-len(spatial):]), size=spatial, mode="nearest")
+    return up.reshape(*lead, *spatial)
+
+
+def _same_weights(target, k, spatial_dims=2, **kw):
+    """The map equals the seed's: exactly before normalisation, rel 1e-6 after."""
+    want = ref.seed001_weight_map(target, k, spatial_dims=spatial_dims, **kw)
+    got = tsl.boundary_weight_map(target, k, spatial_dims=spatial_dims, **kw)
+    assert got.shape == target.shape and got.dtype == want.dtype
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+    raw = tsl.boundary_weight_map(target, k, spatial_dims=spatial_dims, normalize=False, **kw)
+    assert torch.equal(raw, ref.seed001_weight_map(target, k, spatial_dims=spatial_dims, normalize=False, **kw))
+    return raw
+
+
+@pytest.mark.parametrize("height", sorted(ref.SEED001_KERNEL_SIZES))
+def test_seed_table_heights(backend, height):
+    # batch 1 and a narrow width: the interpreter would take minutes on 1280 x 1280
+    t = _blobs((1, 1, height, 7), cells=height // 16)
+    raw = _same_weights(t, ref.seed001_kernel_size(height))
+    assert 0 < int((raw > 1).sum()) < raw.numel()  # the band is neither empty nor everything
+    torch.testing.assert_close(tsl.boundary_weight_map(t), ref.seed001_weight_map(t, ref.seed001_kernel_size(height)),
+                               rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("k", [1, 3, 13, 61])
+def test_any_odd_kernel_non_square(backend, k):
+    _same_weights(_blobs((2, 1, 37, 41)), k)
+    _same_weights(_blobs((3, 23, 17), cells=3), k)  # (N, H, W) as the seed passes it
+
+
+def test_multichannel_and_wide_kernel_in_one_axis(backend):
+    _same_weights(_blobs((2, 3, 12, 10), cells=3), 5)
+    _same_weights(_blobs((1, 1, 200, 40), cells=8), 151)  # a window wider than the tile along H
+
+
+def test_3d(backend):
+    _same_weights(_blobs((1, 1, 9, 10, 11), cells=3), 5, spatial_dims=3)
+    t = _blobs((2, 1, 7, 6, 8), cells=2)
+    assert torch.equal(tsl.boundary_weight_map(t, 3), tsl.boundary_weight_map(t, 3, spatial_dims=3))
+    _same_weights(t[:, 0], 3, spatial_dims=3)  # (N, D, H, W) volumes need spatial_dims=3
+    _same_weights(t[:1, 0], 5, spatial_dims=3)  # (avg_pool3d refuses boxes larger than the volume)
+
+
+def _engineered(c_lo, c_hi, K):
+    """low/high one float64 ulp inside the mean of c_lo / c_hi ones in the box: a float64 comparison
+    of count / K rejects both, the seed's rounded mean in the mask's dtype accepts both."""
+    return math.nextafter(c_lo / K, math.inf), math.nextafter(c_hi / K, -math.inf)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_thresholds_match_avg_pool_bit_for_bit(backend, dtype):
+    k, K = 11, 121
+    t = (torch.rand(1, 1, 20, 21) < 0.5).to(dtype)
+    counts = F.avg_pool2d(t.double(), k, stride=1, padding=k // 2, divisor_override=1).round()
+    c_lo, c_hi = int(counts.quantile(0.3)), int(counts.quantile(0.7))
+    for low, high in (_engineered(c_lo, c_hi, K), (c_lo / K, c_hi / K), (0.0, 1.0), (0.5, 0.2)):
+        raw = tsl.boundary_weight_map(t, k, low=low, high=high, normalize=False)
+        assert torch.equal(raw, ref.seed001_weight_map(t, k, low=low, high=high, normalize=False))
+        if (low, high) == _engineered(c_lo, c_hi, K) and dtype != torch.float64:
+            naive = (counts / K >= low) & (counts / K <= high)
+            assert not torch.equal(raw > 1, naive)  # the case is engineered: a float64 test would miss it
+
+
+def test_target_dtypes_and_layouts(backend):
+    t = _blobs((2, 1, 13, 14), cells=3)
+    want = _same_weights(t, 5)
+    for other in (t.bool(), t.to(torch.uint8), t.to(torch.int64), t.to(memory_format=torch.channels_last)):
+        assert torch.equal(tsl.boundary_weight_map(other, 5, normalize=False), want)
+    _same_weights(_blobs((2, 1, 26, 28), cells=3)[:, :, ::2, 1::2], 5)  # a strided view, read in place
+    _same_weights(_blobs((1, 1, 13, 14), cells=3).expand(3, 2, 13, 14), 5)  # stride-0 batch and channels
+
+
+def test_empty_full_and_one_pixel_masks(backend):
+    for t in (torch.zeros(2, 1, 9, 8), torch.ones(2, 1, 9, 8), torch.ones(1, 1, 1, 1), torch.zeros(1, 1, 1, 1)):
+        w = _same_weights(t, 3)
+        assert torch.isfinite(w).all()
+    assert torch.equal(tsl.boundary_weight_map(torch.zeros(2, 1, 9, 8), 3), torch.ones(2, 1, 9, 8))
+
+
+def test_normalised_sum_is_numel(backend):
+    t = _blobs((3, 1, 20, 22), cells=4)
+    w = tsl.boundary_weight_map(t, 7, boundary_weight=5.0)
+    torch.testing.assert_close(w.double().sum(), torch.tensor(float(t.numel()), dtype=torch.float64), rtol=1e-6, atol=0)
+    raw = tsl.boundary_weight_map(t, 7, boundary_weight=5.0, normalize=False)
+    assert set(raw.unique().tolist()) <= {1.0, 5.0}
+
+
+def test_soft_targets_differ_only_within_rounding_of_the_thresholds(backend):
+    t = torch.rand(2, 1, 24, 25) ** 6  # means near 0.01 .. 0.99 all over
+    k = 5
+    a = F.avg_pool2d(t, k, stride=1, padding=k // 2)
+    got = tsl.boundary_weight_map(t, k, normalize=False) > 1
+    want = ref.seed001_weight_map(t, k, normalize=False) > 1
+    near = ((a.double() - 0.01).abs() < 1e-6) | ((a.double() - 0.99).abs() < 1e-6)
+    assert torch.equal(got[~near], want[~near])
+
+
+def test_default_kernel_size_rule():
+    for h, k in ref.SEED001_KERNEL_SIZES.items():
+        assert default_kernel_size(h) == k
+    assert [default_kernel_size(h) for h in (1, 64, 384, 768, 2048)] == [3, 5, 21, 31, 81]
+    ks = [default_kernel_size(h) for h in range(1, 3000)]
+    assert all(k % 2 == 1 and k >= 3 for k in ks)
+    assert all(a <= b for a, b in zip(ks, ks[1:]))  # monotone in the height
+
+
+def test_not_differentiable_target_is_fine():
+    t = torch.rand(1, 1, 6, 6, requires_grad=True)
+    w = tsl.boundary_weight_map(t, 3)
+    assert not w.requires_grad
+
+
+def test_opcheck(backend):
+    for t, args in (
+        (_blobs((2, 1, 9, 10), cells=3), (3, 2, 0.01, 0.99, 3.0, True)),
+        (_blobs((2, 1, 9, 10), cells=3).to(torch.uint8), (5, 2, 0.2, 0.7, 2.0, False)),
+        (_blobs((1, 5, 6, 7), cells=2).double(), (3, 3, 0.01, 0.99, 3.0, True)),
+    ):
+        torch.library.opcheck(torch.ops.triton_segloss.boundary_weight_map, (t, *args))
+
+
+def test_compile_fullgraph_and_deterministic(backend):
+    t = _blobs((2, 1, 12, 12), cells=3)
+    torch._dynamo.reset()
+    f = torch.compile(lambda a: tsl.boundary_weight_map(a, 5), fullgraph=True)
+    assert torch.equal(f(t), tsl.boundary_weight_map(t, 5))
+    first = tsl.boundary_weight_map(t, 5)
+    assert all(torch.equal(first, tsl.boundary_weight_map(t, 5)) for _ in range(2))
+
+
+# ---- boundary_bce_dice_loss (seed 001's CombinedLoss, is_weight=True) -----------------------------
+
+@pytest.mark.parametrize("log_dice", [False, True])
+@pytest.mark.parametrize("shape,k", [((2, 1, 13, 11), 5), ((1, 1, 128, 6), None), ((1, 1, 6, 7, 5), 3)])
+def test_loss_matches_seed(backend, shape, k, log_dice):
+    x = torch.randn(shape) * 2
+    t = _blobs(shape, cells=3 if k else 16)
+    compare_to_reference(tsl.boundary_bce_dice_loss, ref.boundary_bce_dice_loss, x, t, k, log_dice=log_dice,
+                         upstream=upstream_not_one)
+
+
+def test_loss_target_forms_and_no_foreground(backend):
+    x = torch.randn(2, 1, 10, 9)
+    t = _blobs((2, 1, 10, 9), cells=3)
+    t[1] = 0
+    compare_to_reference(tsl.boundary_bce_dice_loss, ref.boundary_bce_dice_loss, x, t[:, 0], 3)
+    torch.testing.assert_close(tsl.boundary_bce_dice_loss(x, t.bool(), 3), tsl.boundary_bce_dice_loss(x, t, 3))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_loss_dtypes(backend, dtype):
+    # a float64 run gets a float64 mask: float32 weights sum to N*H*W only to ~1e-8, and the fused
+    # BCE divides by N*H*W where the seed divides by sum(w) (equal up to that rounding)
+    x = (torch.randn(2, 1, 9, 8) * 2).to(dtype)
+    t = _blobs((2, 1, 9, 8), 3).to(torch.float64 if dtype == torch.float64 else torch.float32)
+    compare_to_reference(tsl.boundary_bce_dice_loss, ref.boundary_bce_dice_loss, x, t, 3)
+
+
+def test_loss_gradcheck_fp64(backend):
+    x = torch.randn(1, 1, 3, 4, dtype=torch.float64, requires_grad=True)
+    t = _blobs((1, 1, 3, 4), cells=2).double()
+    assert torch.autograd.gradcheck(lambda a: tsl.boundary_bce_dice_loss(a, t, 3, log_dice=True), (x,))
+
+
+def test_loss_compile_module_and_determinism(backend):
+    x = torch.randn(2, 1, 8, 8)
+    t = _blobs((2, 1, 8, 8), cells=2)
+    m = tsl.BoundaryBCEDiceLoss(kernel_size=3, log_dice=True)  # calls the functional: one compile covers both
+    compiled_matches_eager(lambda a, b: m(a, b), x, t)
+    torch.testing.assert_close(m(x, t), tsl.boundary_bce_dice_loss(x, t, 3, log_dice=True))
+    bitwise_deterministic(tsl.boundary_bce_dice_loss, x, t, 3)
+
+
+# ---- bad input -------------------------------------------------------------
+
+def test_bad_inputs():
+    t = torch.rand(2, 1, 8, 8).round()
+    with pytest.raises(ValueError, match="kernel_size must be a positive odd int"):
+        tsl.boundary_weight_map(t, 4)
+    with pytest.raises(TypeError, match="kernel_size must be an odd int or None"):
+        tsl.boundary_weight_map(t, 5.0)
+    with pytest.raises(ValueError, match="spatial_dims must be 2 or 3"):
+        tsl.boundary_weight_map(t, 3, spatial_dims=1)
+    with pytest.raises(ValueError, match=r"3 spatial dims, got \(8, 8\)"):
+        tsl.boundary_weight_map(t[0, 0], 3, spatial_dims=3)
+    with pytest.raises(ValueError, match=r"target must hold values in \[0, 1\]"):
+        tsl.boundary_weight_map(t * 2, 3)
+    with pytest.raises(ValueError, match=r"target is empty"):
+        tsl.boundary_weight_map(torch.zeros(0, 1, 8, 8), 3)
+    with pytest.raises(TypeError, match="target must be a torch.Tensor"):
+        tsl.boundary_weight_map([[0, 1]], 3)
+    with pytest.raises(ValueError, match=r"needs binary logits \(N, 1, \*spatial\), got logits \(2, 2, 8, 8\)"):
+        tsl.boundary_bce_dice_loss(torch.randn(2, 2, 8, 8), t)
+    with pytest.raises(ValueError, match=r"target must have the shape of logits \(2, 1, 8, 8\)"):
+        tsl.boundary_bce_dice_loss(torch.randn(2, 1, 8, 8), torch.rand(2, 1, 8, 9).round())

@@ -1,0 +1,383 @@
+import pytest
+import torch
+
+import triton_segloss as tsl
+from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, upstream_not_one, value_and_grad
+from reference import lovasz as ref
+
+# (2, 1, 12, 13): 156 pixels per image, so each sorted segment is walked in several chunks
+HINGE_SHAPES = [(2, 1, 7, 5), (3, 1, 4, 5, 3), (1, 1, 1, 1), (2, 1, 12, 13)]
+SOFTMAX_SHAPES = [(2, 4, 7, 5), (2, 3, 4, 5, 3), (1, 3, 1, 1), (2, 3, 12, 13)]
+CLASSES = ["present", "all", [2, 0], [1, 1, 0]]
+
+
+def _binary(shape, p=0.4, ignore=None, p_ignore=0.25):
+    t = (torch.rand(shape) < p).float()
+    if ignore is not None:
+        t[torch.rand(shape) < p_ignore] = ignore
+    return t
+
+
+def _labels(shape, c, ignore=None, p_ignore=0.25):
+    y = torch.randint(0, c, (shape[0],) + tuple(shape[2:]))
+    if ignore is not None:
+        y[torch.rand(y.shape) < p_ignore] = ignore
+    return y
+
+
+# ---- Lovász hinge --------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", HINGE_SHAPES, ids=str)
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("ignore", [None, 255.0])
+def test_hinge_matches_berman(backend, shape, per_image, ignore):
+    x = torch.randn(shape) * 2
+    t = _binary(shape, ignore=ignore)
+    compare_to_reference(tsl.lovasz_hinge, ref.lovasz_hinge, x, t, per_image=per_image, ignore_index=ignore,
+                         upstream=upstream_not_one)
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_hinge_reductions(backend, per_image, reduction):
+    x = torch.randn(3, 1, 6, 7)
+    t = _binary(x.shape, ignore=255)
+    loss, _ = compare_to_reference(tsl.lovasz_hinge, ref.lovasz_hinge, x, t, per_image=per_image, ignore_index=255,
+                                   reduction=reduction, upstream=upstream_not_one)
+    if reduction == "none":
+        assert loss.shape == ((3,) if per_image else ())
+
+
+@pytest.mark.parametrize("margin", [(1, 5), (0.5, 2.0)])
+def test_hinge_margin(backend, margin):
+    x = torch.randn(2, 1, 9, 8) * 3
+    compare_to_reference(tsl.lovasz_hinge, ref.lovasz_hinge, x, _binary(x.shape), margin=margin,
+                         upstream=upstream_not_one)
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+def test_hinge_image_without_foreground_all_foreground_all_ignored(backend, per_image):
+    x = torch.randn(4, 1, 6, 5)
+    t = _binary(x.shape)
+    t[0] = 0.0  # no foreground: the loss is the largest positive error
+    t[1] = 1.0  # all foreground
+    t[2] = 255.0  # every pixel ignored: loss 0, zero gradient
+    loss, grad = compare_to_reference(tsl.lovasz_hinge, ref.lovasz_hinge, x, t, per_image=per_image,
+                                      ignore_index=255, reduction="none", upstream=upstream_not_one)
+    assert torch.count_nonzero(grad[2]) == 0
+    if per_image:
+        assert loss[2] == 0
+
+
+def test_hinge_all_pixels_ignored_is_zero_with_zero_gradient(backend):
+    x = torch.randn(2, 1, 5, 5, requires_grad=True)
+    t = torch.full((2, 1, 5, 5), 255.0)
+    for per_image in (True, False):
+        loss = tsl.lovasz_hinge(x, t, ignore_index=255, per_image=per_image)
+        (g,) = torch.autograd.grad(loss, x)
+        assert loss.item() == 0.0 and torch.count_nonzero(g) == 0
+
+
+@pytest.mark.parametrize("tdtype", [torch.bool, torch.uint8, torch.int64, torch.float16])
+def test_hinge_target_dtypes_and_no_channel_dim(backend, tdtype):
+    x = torch.randn(2, 1, 6, 7)
+    t = torch.rand(2, 6, 7) < 0.5
+    got = tsl.lovasz_hinge(x, t.to(tdtype))
+    torch.testing.assert_close(got.double(), ref.lovasz_hinge(x.double(), t.double()), rtol=1e-5, atol=1e-6)
+
+
+# ---- Lovász-Softmax --------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=str)
+@pytest.mark.parametrize("classes", CLASSES, ids=str)
+@pytest.mark.parametrize("per_image", [True, False])
+def test_softmax_matches_berman(backend, shape, classes, per_image):
+    x = torch.randn(shape) * 2
+    y = _labels(shape, shape[1], ignore=255)
+    compare_to_reference(tsl.lovasz_softmax, ref.lovasz_softmax, x, y, classes=classes, per_image=per_image,
+                         ignore_index=255, upstream=upstream_not_one)
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+def test_softmax_without_ignore_index(backend, per_image):
+    x = torch.randn(2, 5, 6, 7)
+    compare_to_reference(tsl.lovasz_softmax, ref.lovasz_softmax, x, _labels(x.shape, 5), per_image=per_image)
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("classes", CLASSES, ids=str)
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_softmax_reductions(backend, per_image, classes, reduction):
+    x = torch.randn(3, 4, 5, 6)
+    y = _labels(x.shape, 3, ignore=-100)  # class 3 absent everywhere
+    loss, _ = compare_to_reference(tsl.lovasz_softmax, ref.lovasz_softmax, x, y, classes=classes,
+                                   per_image=per_image, ignore_index=-100, reduction=reduction,
+                                   upstream=upstream_not_one)
+    if reduction == "none":
+        k = 4 if isinstance(classes, str) else len(classes)
+        assert loss.shape == ((3, k) if per_image else (k,))
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("classes", ["present", "all", [3, 1]], ids=str)
+def test_softmax_absent_class_and_fully_ignored_image(backend, per_image, classes):
+    x = torch.randn(3, 4, 6, 5)
+    y = _labels(x.shape, 3)  # class 3 is absent everywhere
+    y[1] = 255  # every pixel of image 1 ignored
+    y[2, :2] = 0
+    loss, grad = compare_to_reference(tsl.lovasz_softmax, ref.lovasz_softmax, x, y, classes=classes,
+                                      per_image=per_image, ignore_index=255, upstream=upstream_not_one)
+    assert torch.count_nonzero(grad[1]) == 0
+
+
+def test_softmax_all_pixels_ignored_is_zero_with_zero_gradient(backend):
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    y = torch.full((2, 4, 4), 255)
+    for per_image in (True, False):
+        for classes in ("present", "all", [1]):
+            loss = tsl.lovasz_softmax(x, y, ignore_index=255, per_image=per_image, classes=classes)
+            (g,) = torch.autograd.grad(loss, x)
+            assert loss.item() == 0.0 and torch.count_nonzero(g) == 0
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("classes", ["present", [0, 2]], ids=str)
+def test_softmax_from_probabilities(backend, per_image, classes):
+    p = torch.softmax(torch.randn(2, 3, 7, 6) * 2, dim=1)
+    y = _labels(p.shape, 3, ignore=255)
+    compare_to_reference(tsl.lovasz_softmax, ref.lovasz_softmax, p, y, classes=classes, per_image=per_image,
+                         ignore_index=255, from_logits=False, upstream=upstream_not_one)
+
+
+@pytest.mark.parametrize("ldtype", [torch.uint8, torch.int32, torch.int64])
+def test_softmax_label_dtypes(backend, ldtype):
+    x = torch.randn(2, 3, 5, 6)
+    y = _labels(x.shape, 3, ignore=255)
+    got = tsl.lovasz_softmax(x, y.to(ldtype), ignore_index=255, per_image=True)
+    torch.testing.assert_close(got.double(), ref.lovasz_softmax(x.double(), y, ignore_index=255, per_image=True),
+                               rtol=1e-5, atol=1e-6)
+
+
+# ---- both -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_dtypes(backend, dtype):
+    x = (torch.randn(2, 1, 8, 9) * 3).to(dtype)
+    compare_to_reference(tsl.lovasz_hinge, ref.lovasz_hinge, x, _binary(x.shape, ignore=255), ignore_index=255,
+                         upstream=upstream_not_one)
+    x = (torch.randn(2, 4, 8, 9) * 3).to(dtype)
+    y = _labels(x.shape, 4, ignore=255)
+    for per_image in (True, False):
+        compare_to_reference(tsl.lovasz_softmax, ref.lovasz_softmax, x, y, ignore_index=255, per_image=per_image,
+                             upstream=upstream_not_one)
+
+
+def test_layouts_channels_last_and_sliced(backend):
+    base = torch.randn(2, 4, 10, 12)
+    y = _labels(base.shape, 4, ignore=255)
+    cl = base.to(memory_format=torch.channels_last)
+    _, grad = compare_to_reference(tsl.lovasz_softmax, ref.lovasz_softmax, cl, y, ignore_index=255)
+    assert grad.is_contiguous(memory_format=torch.channels_last)
+    sliced = torch.randn(2, 4, 20, 25)[:, :, ::2, 1:13]
+    compare_to_reference(tsl.lovasz_softmax, ref.lovasz_softmax, sliced, y, ignore_index=255, per_image=True)
+    xb = torch.randn(2, 1, 20, 25)[:, :, ::2, 1:13]
+    tb = _binary((2, 1, 10, 12))
+    compare_to_reference(tsl.lovasz_hinge, ref.lovasz_hinge, xb, tb, per_image=False)
+    compare_to_reference(tsl.lovasz_hinge, ref.lovasz_hinge, xb, tb.expand(2, 1, 10, 12)[:, :, :, :])
+
+
+def test_walk_with_several_blocks_per_chunk(monkeypatch):
+    """Force the Triton walk to use chunks of several blocks, so both the in-block scan and
+    the carries between blocks and between chunks are exercised."""
+    from triton_segloss.kernels import lovasz as kl
+
+    monkeypatch.setattr(kl, "PROGRAMS", 2)
+    monkeypatch.setattr(kl, "MAX_BLOCK", 128)
+    assert kl._walk_plan(1, 1000) == (128, 512, 2)
+    with tsl.use_backend("triton"):
+        x = torch.randn(2, 1, 20, 25)
+        compare_to_reference(tsl.lovasz_hinge, ref.lovasz_hinge, x, _binary(x.shape, ignore=255), ignore_index=255,
+                             per_image=False, upstream=upstream_not_one)
+        x = torch.randn(2, 3, 20, 25)
+        compare_to_reference(tsl.lovasz_softmax, ref.lovasz_softmax, x, _labels(x.shape, 3, ignore=255),
+                             ignore_index=255, upstream=upstream_not_one)
+
+
+def test_ties_are_broken_the_same_way_every_run(backend):
+    # logits on a coarse grid: most errors tie exactly. The value of the Lovász extension does
+    # not depend on the order of ties; the gradient does, and it must not change between runs.
+    x = torch.randint(-3, 4, (3, 1, 10, 10)).float() / 2
+    t = _binary(x.shape, ignore=255)
+    for per_image in (True, False):
+        bitwise_deterministic(tsl.lovasz_hinge, x, t, per_image=per_image, ignore_index=255)
+        # hinge errors 1 -+ x are exact in fp32 and fp64, and both sorts are stable in pixel
+        # order: the tie order, and so the gradient, equals the reference's
+        compare_to_reference(tsl.lovasz_hinge, ref.lovasz_hinge, x, t, per_image=per_image, ignore_index=255)
+    xs = torch.randint(-2, 3, (2, 3, 8, 8)).float()
+    y = _labels(xs.shape, 3, ignore=255)
+    for per_image in (True, False):
+        bitwise_deterministic(tsl.lovasz_softmax, xs, y, per_image=per_image, ignore_index=255)
+        loss, _ = value_and_grad(tsl.lovasz_softmax, xs, y, per_image=per_image, ignore_index=255)
+        want = ref.lovasz_softmax(xs.double(), y, per_image=per_image, ignore_index=255)
+        torch.testing.assert_close(loss.double(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_both_backends_break_ties_alike():
+    x = torch.randint(-3, 4, (2, 1, 16, 16)).float() / 2
+    t = _binary(x.shape, ignore=255)
+    got = {}
+    for b in ("triton", "torch"):
+        with tsl.use_backend(b):
+            got[b] = value_and_grad(tsl.lovasz_hinge, x, t, per_image=False, ignore_index=255)
+    torch.testing.assert_close(got["triton"][1], got["torch"][1], rtol=1e-6, atol=1e-9)
+
+
+def test_gradcheck_fp64(backend):
+    # Lovász is piecewise linear in the sorted order: random normal inputs keep every pair of
+    # errors (and every hinge error and 0) far apart compared with gradcheck's eps = 1e-6.
+    # The interpreted kernels run gradcheck's fast mode (a random projection of the Jacobian);
+    # the PyTorch path checks every column.
+    fast = backend == "triton"
+    x = torch.randn(2, 1, 3, 4, dtype=torch.float64, requires_grad=True)
+    t = _binary(x.shape, ignore=255).double()
+    for per_image in (True, False):
+        assert torch.autograd.gradcheck(
+            lambda a: tsl.lovasz_hinge(a, t, per_image=per_image, ignore_index=255, margin=(1, 2)), (x,),
+            fast_mode=fast)
+    xs = torch.randn(2, 3, 2, 3, dtype=torch.float64, requires_grad=True)
+    y = _labels(xs.shape, 3, ignore=255)
+    for kw in ({}, {"per_image": True, "classes": [2, 0]}, {"classes": "all", "reduction": "none"}):
+        assert torch.autograd.gradcheck(lambda a: tsl.lovasz_softmax(a, y, ignore_index=255, **kw), (xs,),
+                                        fast_mode=fast)
+    p = torch.softmax(torch.randn(2, 3, 2, 3, dtype=torch.float64), 1).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a: tsl.lovasz_softmax(a, y, ignore_index=255, from_logits=False), (p,),
+                                    fast_mode=fast)
+
+
+def test_opcheck(backend):
+    ops = torch.ops.triton_segloss
+    x = torch.randn(2, 1, 30, requires_grad=True)
+    t = _binary(x.shape, ignore=255)
+    hinge_cases = [
+        (x, t, True, False, 0.0, 1.0, 1.0),
+        (x, t, False, True, 255.0, 1.0, 5.0),
+        (torch.randn(3, 1, 40, dtype=torch.float64, requires_grad=True), _binary((3, 1, 40)), True, False, 0.0,
+         0.5, 2.0),
+    ]
+    for args in hinge_cases:
+        torch.library.opcheck(ops.lovasz_hinge_forward, args)
+        _, d, perm = ops.lovasz_hinge_forward(args[0].detach(), *args[1:])
+        g = torch.randn(d.shape[0], dtype=d.dtype)
+        torch.library.opcheck(ops.lovasz_hinge_backward, (g, d, perm, args[0].detach()))
+    xs = torch.randn(2, 4, 30, requires_grad=True)
+    y = _labels((2, 4, 30), 4, ignore=255).view(2, 1, 30)
+    softmax_cases = [
+        (xs, y, None, False, True, 255, True),
+        (xs, y, [0, 3], True, True, 255, True),
+        (torch.softmax(xs.detach(), 1).requires_grad_(), y, [1], False, True, 255, False),
+        (xs, y.clamp(max=3), None, True, False, 0, False),
+    ]
+    for args in softmax_cases:
+        torch.library.opcheck(ops.lovasz_softmax_forward, args)
+        loss, _, d, perm = ops.lovasz_softmax_forward(args[0].detach(), *args[1:])
+        g = torch.randn(loss.shape, dtype=loss.dtype)
+        torch.library.opcheck(ops.lovasz_softmax_backward, (g, d, perm, args[0].detach(), args[2], args[6]))
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_compile_fullgraph(backend, case):
+    x = torch.randn(2, 1, 6, 6)
+    t = _binary(x.shape, ignore=255)
+    xs = torch.randn(2, 3, 6, 6)
+    y = _labels(xs.shape, 3, ignore=255)
+    fn, args, kwargs = [
+        (tsl.lovasz_hinge, (x, t), {"ignore_index": 255}),
+        (lambda a, b, **k: tsl.lovasz_hinge(a, b, **k).sum(), (x, t),
+         {"reduction": "none", "margin": (1, 5), "ignore_index": 255}),
+        (tsl.lovasz_softmax, (xs, y), {"ignore_index": 255}),
+        (tsl.lovasz_softmax, (xs, y), {"ignore_index": 255, "classes": [2, 0], "per_image": True}),
+        (lambda a, b, **k: tsl.lovasz_softmax(a, b, **k).sum(), (xs, y),
+         {"classes": "all", "reduction": "none", "ignore_index": 255}),
+    ][case]
+    compiled_matches_eager(fn, *args, **kwargs)
+    module = (tsl.LovaszHingeLoss if args[0] is x else tsl.LovaszSoftmaxLoss)(**kwargs)
+    compiled_matches_eager(lambda a, b: module(a, b).sum(), *args)
+
+
+def test_module_matches_functional(backend):
+    x = torch.randn(2, 1, 5, 5)
+    t = _binary(x.shape)
+    m = tsl.LovaszHingeLoss(per_image=False, margin=(1, 2))
+    torch.testing.assert_close(m(x, t), tsl.lovasz_hinge(x, t, per_image=False, margin=(1, 2)))
+    xs = torch.randn(2, 3, 5, 5)
+    y = _labels(xs.shape, 3)
+    m = tsl.LovaszSoftmaxLoss(classes="all", per_image=True)
+    torch.testing.assert_close(m(xs, y), tsl.lovasz_softmax(xs, y, classes="all", per_image=True))
+    with pytest.raises(TypeError, match="unexpected argument"):
+        tsl.LovaszSoftmaxLoss(ignore=255)
+
+
+# ---- bad input -------------------------------------------------------------------
+
+def test_hinge_needs_one_channel():
+    with pytest.raises(ValueError, match=r"lovasz_hinge is binary.*\(2, 3, 4, 4\)"):
+        tsl.lovasz_hinge(torch.randn(2, 3, 4, 4), torch.rand(2, 3, 4, 4))
+
+
+def test_hinge_shape_mismatch_names_shapes():
+    with pytest.raises(ValueError, match=r"target.*\(2, 1, 4, 4\).*\(2, 1, 4, 5\)"):
+        tsl.lovasz_hinge(torch.randn(2, 1, 4, 4), torch.rand(2, 1, 4, 5))
+
+
+def test_hinge_target_must_be_binary():
+    t = (torch.rand(2, 1, 4, 4) > 0.5).float()
+    t[0, 0, 1, 1] = 0.5
+    with pytest.raises(ValueError, match=r"target must hold 0 or 1.*\[0.5\]"):
+        tsl.lovasz_hinge(torch.randn(2, 1, 4, 4), t)
+    t[0, 0, 1, 1] = 255
+    with pytest.raises(ValueError, match="target must hold 0 or 1"):
+        tsl.lovasz_hinge(torch.randn(2, 1, 4, 4), t)
+    assert torch.isfinite(tsl.lovasz_hinge(torch.randn(2, 1, 4, 4), t, ignore_index=255))
+
+
+def test_bad_options():
+    x, t = torch.randn(2, 1, 4, 4), (torch.rand(2, 1, 4, 4) > 0.5).float()
+    with pytest.raises(ValueError, match="reduction"):
+        tsl.lovasz_hinge(x, t, reduction="avg")
+    with pytest.raises(ValueError, match="margin"):
+        tsl.lovasz_hinge(x, t, margin=(1,))
+    xs, y = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+    with pytest.raises(ValueError, match="classes must be 'present', 'all'"):
+        tsl.lovasz_softmax(xs, y, classes="some")
+    with pytest.raises(ValueError, match=r"classes must lie in \[0, 3\).*\[5\]"):
+        tsl.lovasz_softmax(xs, y, classes=[0, 5])
+    with pytest.raises(ValueError, match="at least one class"):
+        tsl.lovasz_softmax(xs, y, classes=[])
+    with pytest.raises(TypeError, match="ignore_index must be an integer"):
+        tsl.lovasz_softmax(xs, y, ignore_index=2.5)
+
+
+def test_softmax_labels_out_of_range():
+    y = torch.randint(0, 3, (2, 4, 4))
+    y[1, 2, 2] = 7
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\).*\[7\]"):
+        tsl.lovasz_softmax(torch.randn(2, 3, 4, 4), y)
+
+
+def test_softmax_target_shape_and_dtype():
+    with pytest.raises(ValueError, match=r"target must have shape \(N, \*spatial\).*\(2, 5, 4\)"):
+        tsl.lovasz_softmax(torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 5, 4)))
+    with pytest.raises(TypeError, match="integer class labels"):
+        tsl.lovasz_softmax(torch.randn(2, 3, 4, 4), torch.rand(2, 4, 4))
+
+
+def test_probabilities_out_of_range():
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\] when from_logits=False"):
+        tsl.lovasz_softmax(torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4)), from_logits=False)
+
+
+def test_value_checks_skip_while_compiling():
+    t = (torch.rand(2, 1, 4, 4) > 0.5).float()
+    t[0, 0, 0, 0] = 0.5  # not checked inside a compiled graph (the check would sync)
+    f = torch.compile(tsl.lovasz_hinge, fullgraph=True)
+    assert torch.isfinite(f(torch.randn(2, 1, 4, 4), t))
