@@ -11,7 +11,11 @@ def value_and_grad(fn, logits, *args, upstream=None, **kwargs):
     x = logits.detach().requires_grad_(True)  # detach, not clone: keeps the caller's strides
     loss = fn(x, *args, **kwargs)
     g = torch.ones_like(loss) if upstream is None else upstream(loss)
-    (grad,) = torch.autograd.grad(loss, x, grad_outputs=g)
+    if not loss.requires_grad:  # a constant (e.g. a reference's value when every pixel is ignored)
+        return loss.detach(), torch.zeros_like(x)
+    (grad,) = torch.autograd.grad(loss, x, grad_outputs=g, allow_unused=True)
+    if grad is None:
+        grad = torch.zeros_like(x)
     return loss.detach(), grad
 
 

@@ -26,9 +26,14 @@ from hypothesis import strategies as st  # noqa: E402
 import triton_segloss as tsl  # noqa: E402
 from checks import upstream_not_one, value_and_grad  # noqa: E402
 from reference import bce as ref_bce  # noqa: E402
+from reference import boundary as ref_boundary  # noqa: E402
+from reference import ce as ref_ce  # noqa: E402
+from reference import dice as ref_dice  # noqa: E402
+from reference import focal as ref_focal  # noqa: E402
+from reference import lovasz as ref_lovasz  # noqa: E402
 from tolerances import assert_grad, assert_value  # noqa: E402
 
-settings.register_profile("ci", max_examples=12, deadline=None, derandomize=True,
+settings.register_profile("ci", max_examples=8, deadline=None, derandomize=True,
                           suppress_health_check=list(HealthCheck))
 settings.register_profile("full", max_examples=200, deadline=None,
                           suppress_health_check=list(HealthCheck))
@@ -49,6 +54,9 @@ class Case:
     supports_ignore: bool = True
     min_classes: int = 1
     max_classes: int = 9
+    channels: tuple = (1, 1, 2, 3)  # C choices for mask targets
+    min_spatial: int = 1
+    fp64_mask_for_fp64: bool = False  # see boundary_bce_dice_loss below
 
 
 CASES: dict[str, Case] = {}
@@ -73,13 +81,110 @@ def _bce_options(draw):
 register("bce_with_logits", Case(tsl.bce_with_logits, ref_bce.bce_with_logits, "mask", _bce_options))
 
 
+def _region_options(mode, squared=True):
+    @st.composite
+    def draw_options(draw):
+        kw = {"mode": mode, "reduction": draw(st.sampled_from(["mean", "sum", "none"])),
+              "per_image": draw(st.booleans()), "smooth": draw(st.sampled_from([0.0, 1.0]))}
+        if squared and draw(st.booleans()):  # the Tversky reference defines linear sums only
+            kw["squared"] = True
+        if draw(st.booleans()):
+            kw["log_loss"] = True
+        return kw
+    return draw_options
+
+
+for _mode, _kind in (("binary", "mask"), ("multilabel", "mask"), ("multiclass", "labels")):
+    _ch = (1,) if _mode == "binary" else (1, 2, 3)
+    for _name in ("dice_loss", "jaccard_loss", "tversky_loss", "generalized_dice_loss"):
+        register(f"{_name}[{_mode}]", Case(getattr(tsl, _name), getattr(ref_dice, _name), _kind,
+                                           _region_options(_mode, squared=_name != "tversky_loss"),
+                                           channels=_ch, min_classes=2))
+
+
+@st.composite
+def _combo_options(draw, mode):
+    kw = {"per_image": draw(st.booleans()), "smooth": draw(st.sampled_from([0.0, 1.0]))}
+    if mode != "multiclass":
+        kw["mode"] = mode
+    return kw
+
+
+register("bce_dice_loss", Case(tsl.bce_dice_loss, ref_dice.bce_dice_loss, "mask",
+                               lambda: _combo_options("binary"), channels=(1,)))
+register("ce_dice_loss", Case(tsl.ce_dice_loss, ref_dice.ce_dice_loss, "labels",
+                              lambda: _combo_options("multiclass"), min_classes=2))
+register("dice_focal_loss[multilabel]", Case(tsl.dice_focal_loss, ref_dice.dice_focal_loss, "mask",
+                                             lambda: _combo_options("multilabel"), channels=(1, 2, 3)))
+
+
+@st.composite
+def _focal_options(draw, mode):
+    return {"mode": mode, "gamma": draw(st.sampled_from([0.0, 0.5, 2.0])),
+            "alpha": draw(st.sampled_from([None, 0.25])),
+            "reduction": draw(st.sampled_from(["mean", "sum", "none"]))}
+
+
+def _ref_focal(kind):
+    fn = ref_focal.sigmoid_focal_loss if kind == "sigmoid" else ref_focal.softmax_focal_loss
+    return lambda x, t, mode, **kw: fn(x, t, **kw)
+
+
+register("focal_loss[binary]", Case(tsl.focal_loss, _ref_focal("sigmoid"), "mask",
+                                    lambda: _focal_options("binary"), channels=(1,)))
+register("focal_loss[multiclass]", Case(tsl.focal_loss, _ref_focal("softmax"), "labels",
+                                        lambda: _focal_options("multiclass"), min_classes=2))
+
+
+@st.composite
+def _lovasz_hinge_options(draw):
+    return {"per_image": draw(st.booleans()), "reduction": draw(st.sampled_from(["mean", "sum", "none"])),
+            "margin": draw(st.sampled_from([None, (1.0, 5.0)]))}
+
+
+@st.composite
+def _lovasz_softmax_options(draw):
+    return {"per_image": draw(st.booleans()), "classes": draw(st.sampled_from(["present", "all", [0, 1]])),
+            "reduction": draw(st.sampled_from(["mean", "sum", "none"]))}
+
+
+register("lovasz_hinge", Case(tsl.lovasz_hinge, ref_lovasz.lovasz_hinge, "mask", _lovasz_hinge_options,
+                              channels=(1,)))
+register("lovasz_softmax", Case(tsl.lovasz_softmax, ref_lovasz.lovasz_softmax, "labels",
+                                _lovasz_softmax_options, min_classes=2))
+
+
+@st.composite
+def _ce_options(draw):
+    return {"reduction": draw(st.sampled_from(["mean", "sum", "none"])),
+            "label_smoothing": draw(st.sampled_from([0.0, 0.1])), "balance": draw(st.booleans())}
+
+
+register("cross_entropy", Case(tsl.cross_entropy, ref_ce.cross_entropy, "labels", _ce_options, min_classes=2))
+
+
+@st.composite
+def _boundary_options(draw):
+    # kernel_size=None picks by height from a table the reference only knows at its five heights
+    return {"kernel_size": draw(st.sampled_from([3, 5])), "log_dice": draw(st.booleans())}
+
+
+register("boundary_bce_dice_loss", Case(tsl.boundary_bce_dice_loss, ref_boundary.boundary_bce_dice_loss, "mask",
+                                        _boundary_options, supports_ignore=False, channels=(1,),
+                                        min_spatial=5,  # the reference's avg_pool needs input >= kernel
+                                        # seed 001 normalises the weights in the mask's dtype and divides
+                                        # by sum(w); tsl divides by the pixel count, equal to sum(w) up to
+                                        # that dtype's rounding (documented): exact in fp64 with an fp64 mask
+                                        fp64_mask_for_fp64=True))
+
+
 @st.composite
 def problems(draw, case: Case):
     """(logits, target, kwargs, ignored-pixel mask broadcastable to logits or None)."""
     n = draw(st.integers(1, 4))
     c = draw(st.integers(max(case.min_classes, 1), case.max_classes)) if case.target_kind == "labels" \
-        else draw(st.sampled_from([1, 1, 2, 3]))
-    spatial = tuple(draw(st.lists(st.integers(1, 9), min_size=2, max_size=3)))
+        else draw(st.sampled_from(case.channels))
+    spatial = tuple(draw(st.lists(st.integers(case.min_spatial, 9), min_size=2, max_size=3)))
     dtype = draw(st.sampled_from(DTYPES))
     seed = draw(st.integers(0, 2**16))
     gen = torch.Generator().manual_seed(seed)
@@ -95,6 +200,8 @@ def problems(draw, case: Case):
     if ignore_mode != "none":
         ignored = torch.rand(ign_shape, generator=gen) < (0.3 if ignore_mode == "some" else 2.0)
         target = torch.where(ignored, torch.full_like(target, IGNORE), target)
+    if case.fp64_mask_for_fp64 and dtype == torch.float64:
+        target = target.double()
     kw = draw(case.options())
     if ignored is not None:
         kw["ignore_index"] = IGNORE

@@ -39,6 +39,9 @@ def _module(name: str, fn_name: str, doc: str) -> type:
 
 BCEWithLogitsLoss = _module("BCEWithLogitsLoss", "bce_with_logits", "Module form of :func:`bce_with_logits`.")
 DiceLoss = _module("DiceLoss", "dice_loss", "Module form of :func:`dice_loss`.")
+GeneralizedDiceLoss = _module(
+    "GeneralizedDiceLoss", "generalized_dice_loss", "Module form of :func:`generalized_dice_loss`."
+)
 JaccardLoss = _module("JaccardLoss", "jaccard_loss", "Module form of :func:`jaccard_loss`.")
 TverskyLoss = _module("TverskyLoss", "tversky_loss", "Module form of :func:`tversky_loss`.")
 FocalLoss = _module("FocalLoss", "focal_loss", "Module form of :func:`focal_loss`.")
@@ -54,7 +57,7 @@ BoundaryBCEDiceLoss = _module(
 NCutLoss = _module("NCutLoss", "ncut_loss", "Module form of :func:`ncut_loss`; ``forward(probs, image)``.")
 
 __all__ = [
-    "BCEWithLogitsLoss", "DiceLoss", "JaccardLoss", "TverskyLoss", "FocalLoss", "LovaszHingeLoss",
+    "BCEWithLogitsLoss", "DiceLoss", "GeneralizedDiceLoss", "JaccardLoss", "TverskyLoss", "FocalLoss", "LovaszHingeLoss",
     "LovaszSoftmaxLoss", "CrossEntropyLoss", "BCEDiceLoss", "CEDiceLoss", "DiceFocalLoss",
     "BoundaryBCEDiceLoss", "NCutLoss",
 ]

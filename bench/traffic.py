@@ -1,0 +1,274 @@
+"""Exact memory traffic of one training step (forward + backward), in bytes.
+
+Two counters, used together:
+
+* :class:`KernelTraffic` counts what Triton kernels load and store, in Triton's
+  interpreter: it wraps the interpreter builder's masked load / store (plain
+  loads and stores go through them) and atomics, and adds, per call, the
+  number of active lanes (mask true) times the element size. A lane that
+  reads a scalar (``tl.load(coef_ptr)``) counts once per program.
+* :class:`AtenTraffic` is a ``TorchDispatchMode`` that counts, for every aten
+  op, the bytes of its tensor inputs (read) and outputs (written). Views and
+  other metadata ops count nothing; allocations (``empty*``) count nothing;
+  ``copy_`` reads its source and writes its destination. A tensor's bytes are
+  those of its distinct elements (a stride-0 broadcast counts once). Custom
+  ops (``triton_segloss::*``) are entered: their own aten ops and kernels are
+  counted, not the op as a black box. While the interpreter runs a kernel the
+  aten counter is paused (the interpreter's own host copies are not traffic).
+
+The minimum a loss must move per element of the logits is: forward reads the
+logits and the target once, backward reads them once more and writes the
+gradient once, e.g. fp32 logits + fp32 mask: 2 * (4 + 4) + 4 = 20 B/elem;
+fp32 logits + int64 labels over C classes: 2 * (4 + 8 / C) + 4.
+
+``TRITON_INTERPRET=1`` must be in the environment before ``triton`` is first
+imported (``python -m bench --traffic`` sets it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import triton  # noqa: F401  (TRITON_INTERPRET must already be set)
+import triton.runtime.interpreter as _interp
+
+_ALLOC_OPS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "empty_permuted"}
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    """Bytes of the distinct elements of ``t`` (stride-0 dims count once)."""
+    if t.numel() == 0:
+        return 0
+    n = 1
+    for size, stride in zip(t.shape, t.stride()):
+        if stride != 0:
+            n *= size
+    return n * t.element_size()
+
+
+def _tensors(x):
+    if isinstance(x, torch.Tensor):
+        yield x
+    elif isinstance(x, (list, tuple)):
+        for y in x:
+            yield from _tensors(y)
+    elif isinstance(x, dict):
+        for y in x.values():
+            yield from _tensors(y)
+
+
+def _returns_alias(func) -> bool:
+    """True for view / metadata ops: every returned tensor aliases an input without writing it."""
+    rets = func._schema.returns
+    return bool(rets) and all(r.alias_info is not None and not r.alias_info.is_write for r in rets)
+
+
+@dataclass
+class _Tally:
+    read: int = 0
+    written: int = 0
+    by_op: Counter = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return self.read + self.written
+
+    def add(self, name: str, read: int, written: int) -> None:
+        self.read += read
+        self.written += written
+        self.by_op[name] += read + written
+
+
+# ---------------------------------------------------------------------------
+# Triton kernels, in the interpreter
+# ---------------------------------------------------------------------------
+
+class KernelTraffic:
+    """Counts the bytes Triton kernels load and store while active (use as a context manager)."""
+
+    _active: list["KernelTraffic"] = []
+    _saved: dict = {}  # the interpreter's own methods while ours are installed
+    in_kernel = 0  # > 0 while the interpreter runs a kernel grid
+    kernel_name = ""  # the kernel running now (for the per-kernel breakdown)
+
+    def __init__(self):
+        self.tally = _Tally()
+
+    def __enter__(self):
+        if not KernelTraffic._active:
+            _install()
+        KernelTraffic._active.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        KernelTraffic._active.remove(self)
+        if not KernelTraffic._active:
+            _uninstall()
+
+    @classmethod
+    def _add(cls, kind: str, read: int, written: int) -> None:
+        for counter in cls._active:
+            counter.tally.add(f"{cls.kernel_name} {kind}", read, written)
+
+
+def _lanes(mask) -> int:
+    return int(np.count_nonzero(mask.data))
+
+
+def _elem_size(ptrs) -> int:
+    return _interp._get_np_dtype(ptrs.get_element_ty()).itemsize
+
+
+def _install() -> None:
+    """Wrap the interpreter builder's memory ops and the grid launcher (undone by :func:`_uninstall`)."""
+    if not _interp_active():
+        raise RuntimeError(
+            "counting kernel traffic needs Triton's interpreter: set TRITON_INTERPRET=1 in the environment "
+            "before triton is imported (python -m bench --traffic does this)"
+        )
+    b = _interp.interpreter_builder
+    masked_load, masked_store = b.create_masked_load, b.create_masked_store
+    atomic_rmw, atomic_cas = b.create_atomic_rmw, b.create_atomic_cas
+
+    def create_masked_load(ptrs, mask, other, cache_policy, is_volatile):
+        KernelTraffic._add("tl.load", _lanes(mask) * _elem_size(ptrs), 0)
+        return masked_load(ptrs, mask, other, cache_policy, is_volatile)
+
+    def create_masked_store(ptrs, value, mask, cache_policy):
+        KernelTraffic._add("tl.store", 0, _lanes(mask) * _elem_size(ptrs))
+        return masked_store(ptrs, value, mask, cache_policy)
+
+    def create_atomic_rmw(rmwOp, ptr, val, mask, sem, scope):
+        n = _lanes(mask) * _elem_size(ptr)
+        KernelTraffic._add("tl.load", n, 0)  # an atomic reads and writes each active lane
+        KernelTraffic._add("tl.store", 0, n)
+        return atomic_rmw(rmwOp, ptr, val, mask, sem, scope)
+
+    def create_atomic_cas(ptr, cmp, val, sem, scope):
+        n = int(np.asarray(ptr.data).size) * _elem_size(ptr)
+        KernelTraffic._add("tl.load", n, 0)
+        KernelTraffic._add("tl.store", 0, n)
+        return atomic_cas(ptr, cmp, val, sem, scope)
+
+    # instance attributes shadow the class's methods; create_load / create_store call these through self
+    b.create_masked_load = create_masked_load
+    b.create_masked_store = create_masked_store
+    b.create_atomic_rmw = create_atomic_rmw
+    b.create_atomic_cas = create_atomic_cas
+
+    grid_call = KernelTraffic._saved["grid_call"] = _interp.GridExecutor.__call__
+
+    def __call__(self, *args, **kwargs):
+        KernelTraffic.in_kernel += 1
+        KernelTraffic.kernel_name = getattr(self.fn, "__name__", "kernel")
+        try:
+            return grid_call(self, *args, **kwargs)
+        finally:
+            KernelTraffic.in_kernel -= 1
+
+    _interp.GridExecutor.__call__ = __call__
+
+
+def _uninstall() -> None:
+    b = _interp.interpreter_builder
+    for name in ("create_masked_load", "create_masked_store", "create_atomic_rmw", "create_atomic_cas"):
+        b.__dict__.pop(name, None)
+    _interp.GridExecutor.__call__ = KernelTraffic._saved.pop("grid_call")
+
+
+def _interp_active() -> bool:
+    import os
+
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() not in ("", "0", "false", "no")
+
+
+# ---------------------------------------------------------------------------
+# aten ops
+# ---------------------------------------------------------------------------
+
+def _custom_op_impl(func):
+    """The Python implementation behind a ``torch.library.custom_op``, or None."""
+    try:
+        from torch._library.custom_ops import OPDEFS
+    except ImportError:  # pragma: no cover - older torch
+        return None
+    opdef = OPDEFS.get(f"{func.namespace}::{func._opname}")
+    return None if opdef is None else opdef._init_fn
+
+
+class AtenTraffic(TorchDispatchMode):
+    """Counts the bytes read and written by aten ops run inside the block."""
+
+    def __init__(self):
+        super().__init__()
+        self.tally = _Tally()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func.namespace not in ("aten", "prim", "prims"):
+            impl = _custom_op_impl(func)
+            if impl is not None:
+                with self:  # count the ops inside the custom op, not the op as one black box
+                    return impl(*args, **kwargs)
+        out = func(*args, **kwargs)
+        if KernelTraffic.in_kernel:
+            return out
+        name = func._opname
+        if _returns_alias(func) or name in _ALLOC_OPS:
+            return out
+        if name == "copy_":
+            self.tally.add(str(func), tensor_bytes(args[1]), tensor_bytes(args[0]))
+            return out
+        reads = sum(tensor_bytes(t) for k, v in (*enumerate(args), *kwargs.items()) if k != "out"
+                    for t in _tensors(v))
+        writes = sum(tensor_bytes(t) for t in _tensors(out))
+        self.tally.add(str(func), reads, writes)
+        return out
+
+
+# ---------------------------------------------------------------------------
+# One training step
+# ---------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def no_value_checks():
+    """Turn off triton_segloss's value checks (host syncs), as on CUDA by default."""
+    patched = []
+    for name, mod in list(sys.modules.items()):
+        if name.startswith("triton_segloss") and hasattr(mod, "check_values_now"):
+            patched.append((mod, mod.check_values_now))
+            mod.check_values_now = lambda t: False
+    try:
+        yield
+    finally:
+        for mod, fn in patched:
+            mod.check_values_now = fn
+
+
+@dataclass
+class StepTraffic:
+    kernel_bytes: int
+    aten_bytes: int
+    aten_by_op: Counter
+    kernel_by_op: Counter
+
+    @property
+    def total(self) -> int:
+        return self.kernel_bytes + self.aten_bytes
+
+
+def count_step(fn, logits: torch.Tensor, target: torch.Tensor, backward: bool = True) -> StepTraffic:
+    """Bytes moved by ``loss = fn(logits, target)`` and, if ``backward``, d(loss)/d(logits)."""
+    x = logits.detach().clone().requires_grad_(backward)
+    with no_value_checks(), KernelTraffic() as kt, AtenTraffic() as at:
+        loss = fn(x, target)
+        if backward:
+            torch.autograd.grad(loss, x)
+    return StepTraffic(kt.tally.total, at.tally.total, at.tally.by_op, kt.tally.by_op)
