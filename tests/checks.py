@@ -1,6 +1,8 @@
 """Checks every loss family's tests share: value + gradient against a reference,
 fullgraph compile, determinism. Kept small and explicit."""
 
+import os
+
 import torch
 
 from tolerances import assert_grad, assert_value
@@ -40,9 +42,18 @@ def compare_to_reference(fn, ref, logits, *args, upstream=None, **kwargs):
 
 
 def compiled_matches_eager(fn, logits, *args, **kwargs):
-    """``torch.compile(fullgraph=True)`` of ``fn`` gives the eager value and gradient (no graph break)."""
+    """``torch.compile(fullgraph=True)`` of ``fn`` gives the eager value and gradient (no graph break).
+
+    ``fullgraph=True`` makes any graph break an error; the ``aot_eager`` backend then
+    traces forward and backward through AOT autograd with fake tensors, which is what
+    exercises the ops' fake and autograd registrations. Inductor's code generation for
+    the surrounding torch ops costs ~10 s per graph on 2 cores, so it runs once per
+    family in the tests that call ``torch.compile`` directly, and everywhere with
+    ``TSL_COMPILE_BACKEND=inductor``.
+    """
     torch._dynamo.reset()
-    compiled = torch.compile(lambda x, *a: fn(x, *a, **kwargs), fullgraph=True)
+    backend = os.environ.get("TSL_COMPILE_BACKEND", "aot_eager")
+    compiled = torch.compile(lambda x, *a: fn(x, *a, **kwargs), fullgraph=True, backend=backend)
     loss, grad = value_and_grad(compiled, logits, *args)
     eager_loss, eager_grad = value_and_grad(fn, logits, *args, **kwargs)
     torch.testing.assert_close(loss, eager_loss, rtol=1e-6, atol=1e-7)

@@ -47,6 +47,8 @@ def check_logits(logits: Tensor, name: str = "logits", min_dim: int = 2) -> None
         )
     if logits.shape[0] == 0:
         raise ValueError(f"{name} has an empty batch: shape {shape_str(logits)}")
+    if logits.numel() == 0:
+        raise ValueError(f"{name} has no pixels: shape {shape_str(logits)}; every dim must be at least 1")
 
 
 def check_reduction(reduction: str) -> None:
@@ -161,11 +163,18 @@ def pair(x: Sequence[float], name: str) -> tuple[float, float]:
     return finite_float(a, f"{name}[0]"), finite_float(b, f"{name}[1]")
 
 
-def multiclass_target_ns(logits: Tensor, target: Tensor, name: str = "target") -> Tensor:
+def multiclass_target_ns(logits: Tensor, target: Tensor, name: str = "target", min_classes: int = 2) -> Tensor:
     """Integer labels ``(N, *spatial)`` for logits ``(N, C, *spatial)``, returned as an (N, 1, S) view.
 
     Never one-hot encoded: kernels read the label and compare it with the class index.
+    A softmax over one class is constant (loss 0, gradient 0 whatever the logits), so a
+    multiclass loss with C == 1 is an error that points at ``mode="binary"``.
     """
+    if logits.shape[1] < min_classes:
+        raise ValueError(
+            f"logits {shape_str(logits)} have C = {logits.shape[1]} in dim 1, but a multiclass (softmax) loss "
+            f"needs C >= {min_classes}; for one foreground channel use a binary (sigmoid) loss / mode='binary'"
+        )
     if not isinstance(target, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(target).__name__}")
     if target.dtype not in LABEL_DTYPES:

@@ -66,7 +66,7 @@ def confusion_matrix(
             raise ValueError(
                 f"logits {shape_str(x)} have {x.shape[1]} classes in dim 1 but num_classes={C}"
             )
-        t = multiclass_target_ns(x, target)
+        t = multiclass_target_ns(x, target, min_classes=1)
         n = x.shape[0]
         return torch.ops.triton_segloss.confusion_matrix(
             x.reshape(n, C, -1), t, C, True, ignore_index is not None, 0 if ignore_index is None else ignore_index

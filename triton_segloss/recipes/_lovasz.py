@@ -60,7 +60,9 @@ def lovasz_softmax(
     ``nonzero().squeeze()`` drops its dim).
     """
     if probas.dim() == labels.dim():
-        return _sigmoid_channel(probas.unsqueeze(1), labels, classes, per_image, ignore)
+        probas = probas.unsqueeze(1)
+    if probas.shape[1] == 1:  # [B, H, W] or [B, 1, H, W]: Berman's sigmoid (C == 1) branch
+        return _sigmoid_channel(probas, labels, classes, per_image, ignore)
     return F.lovasz_softmax(probas, labels, classes=classes, per_image=per_image, ignore_index=ignore,
                             from_logits=False)
 
