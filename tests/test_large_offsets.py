@@ -62,3 +62,51 @@ def test_bce_past_2_31(sparse_storage, in_place_interpreter):
             assert torch.equal(far_loss, near_loss)
             g = torch.ones_like(far_loss)
             assert torch.equal(torch.autograd.grad(far_loss, xf, g)[0], torch.autograd.grad(near_loss, xn, g)[0])
+
+
+def _labels_far(big, c, s):
+    """A (3, c, s) logit view far out, and (3, s) labels near."""
+    x = _far_view(big, c, s)
+    return x, torch.randint(0, c, (3, s))
+
+
+def _same_far_and_near(fn, x, t, **kw):
+    near = x.clone()
+    xf = x.detach().requires_grad_(True)
+    xn = near.detach().requires_grad_(True)
+    with tsl.use_backend("triton"):
+        far_loss = fn(xf, t, **kw)
+        near_loss = fn(xn, t, **kw)
+        assert torch.equal(far_loss, near_loss)
+        g = torch.ones_like(far_loss)
+        gf = torch.autograd.grad(far_loss, xf, g)[0]
+        gn = torch.autograd.grad(near_loss, xn, g)[0]
+    assert torch.equal(gf, gn)
+
+
+@pytest.mark.parametrize("name", ["dice_loss", "focal_loss", "bce_dice_loss", "lovasz_hinge"])
+def test_sigmoid_losses_past_2_31(sparse_storage, in_place_interpreter, name):
+    x = _far_view(sparse_storage, 1, 48)
+    t = (torch.rand(3, 1, 48) > 0.5).float()
+    _same_far_and_near(getattr(tsl, name), x, t)
+
+
+@pytest.mark.parametrize("name", ["dice_loss", "focal_loss", "lovasz_softmax", "cross_entropy", "ce_dice_loss"])
+def test_softmax_losses_past_2_31(sparse_storage, in_place_interpreter, name):
+    x, t = _labels_far(sparse_storage, 3, 40)
+    kw = {"mode": "multiclass"} if name in ("dice_loss", "focal_loss") else {}
+    _same_far_and_near(getattr(tsl, name), x, t, **kw)
+
+
+def test_confusion_matrix_past_2_31(sparse_storage, in_place_interpreter):
+    x, t = _labels_far(sparse_storage, 3, 40)
+    with tsl.use_backend("triton"):
+        assert torch.equal(tsl.metrics.confusion_matrix(x, t, 3), tsl.metrics.confusion_matrix(x.clone(), t, 3))
+
+
+def test_boundary_weight_map_past_2_31(sparse_storage, in_place_interpreter):
+    # a (3, 1, 6, 8) mask view whose image 2 starts 2^31 elements in
+    m = sparse_storage.as_strided((3, 1, 6, 8), (BATCH_STRIDE, 48, 8, 1))
+    m.copy_((torch.rand(3, 1, 6, 8) > 0.5).float())
+    with tsl.use_backend("triton"):
+        assert torch.equal(tsl.boundary_weight_map(m, 3), tsl.boundary_weight_map(m.clone(), 3))
