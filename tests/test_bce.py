@@ -228,3 +228,12 @@ def test_value_checks_skip_while_compiling():
     t[0, 0, 0, 0] = 2.0
     f = torch.compile(tsl.bce_with_logits, fullgraph=True)
     assert torch.isfinite(f(torch.randn(2, 1, 4, 4), t))
+
+
+def test_fp64_scalars_are_not_rounded_to_fp32(backend):
+    # 0.1 and 0.3 are not fp32-representable: passed as fp32 kernel arguments they would
+    # shift an fp64 loss by ~1e-8 relative, far outside the fp64 tolerance (1e-10)
+    x = torch.randn(2, 2, 5, 6, dtype=torch.float64) * 3
+    t = _mask(x.shape)
+    compare_to_reference(tsl.bce_with_logits, ref.bce_with_logits, x, t, label_smoothing=0.1, pos_weight=0.3,
+                         upstream=upstream_not_one)

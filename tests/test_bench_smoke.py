@@ -95,14 +95,15 @@ def test_min_bytes():
 def _bce_kernel_bytes(n, c, s, target_bytes=4):
     """Hand count from kernels/bce.py (no options, reduction="mean", fp32 logits).
 
-    forward, per program: loads x (4 B) and t (``target_bytes``) on its active lanes, stores 4
-    partials (4 B each); backward, per program: loads x, t and the scalar coef[0] (4 B), stores dx (4 B).
+    forward, per program: loads the 3 fp32 scalars (pos_weight, ignore_index, eps: 12 B), x (4 B) and
+    t (``target_bytes``) on its active lanes, stores 4 partials (4 B each); backward, per program: loads
+    the 3 scalars, x, t and the scalar coef[0] (4 B), stores dx (4 B).
     """
     block, _ = block_for(s)
     programs = n * c * triton.cdiv(s, block)
     elems = n * c * s
-    forward = elems * (4 + target_bytes) + programs * 4 * 4
-    backward = elems * (4 + target_bytes) + programs * 4 + elems * 4
+    forward = programs * 12 + elems * (4 + target_bytes) + programs * 4 * 4
+    backward = programs * 12 + elems * (4 + target_bytes) + programs * 4 + elems * 4
     return forward + backward
 
 

@@ -30,9 +30,7 @@ def _bce_fwd_kernel(
     stride_tn, stride_tc, stride_ts,
     stride_wn, stride_wc, stride_ws,
     stride_pn, stride_pc, stride_ps,
-    pos_weight_value,  # scalar pos_weight used when not HAS_POS_WEIGHT
-    ignore_index,  # target value that marks a pixel ignored (if HAS_IGNORE)
-    label_smoothing,  # eps: the target becomes t (1 - eps) + eps / 2
+    scal_ptr,  # three ACC scalars: [pos_weight used when not HAS_POS_WEIGHT, ignore_index, label smoothing eps]
     HAS_WEIGHT: tl.constexpr,
     HAS_POS_WEIGHT: tl.constexpr,
     HAS_IGNORE: tl.constexpr,
@@ -57,6 +55,10 @@ def _bce_fwd_kernel(
     s = (pid % n_blocks_s) * BLOCK + tl.arange(0, BLOCK)
     mask = s < S
 
+    # scalars come through memory in ACC: a Python float argument would be rounded to fp32
+    pos_weight_value = tl.load(scal_ptr).to(ACC)
+    ignore_index = tl.load(scal_ptr + 1).to(ACC)
+    label_smoothing = tl.load(scal_ptr + 2).to(ACC)
     x = tl.load(x_ptr + n * stride_xn + c * stride_xc + s * stride_xs, mask=mask, other=0.0).to(ACC)
     t = tl.load(t_ptr + n * stride_tn + c * stride_tc + s * stride_ts, mask=mask, other=0).to(ACC)
     valid = mask
@@ -109,9 +111,7 @@ def _bce_bwd_kernel(
     stride_pn, stride_pc, stride_ps,
     stride_gn, stride_gc, stride_gs,
     stride_dn, stride_dc, stride_ds,
-    pos_weight_value,
-    ignore_index,
-    label_smoothing,
+    scal_ptr,  # three ACC scalars: [pos_weight, ignore_index, label smoothing eps], as in forward
     HAS_WEIGHT: tl.constexpr,
     HAS_POS_WEIGHT: tl.constexpr,
     HAS_IGNORE: tl.constexpr,
@@ -135,6 +135,10 @@ def _bce_bwd_kernel(
     s = (pid % n_blocks_s) * BLOCK + tl.arange(0, BLOCK)
     mask = s < S
 
+    # scalars come through memory in ACC: a Python float argument would be rounded to fp32
+    pos_weight_value = tl.load(scal_ptr).to(ACC)
+    ignore_index = tl.load(scal_ptr + 1).to(ACC)
+    label_smoothing = tl.load(scal_ptr + 2).to(ACC)
     x = tl.load(x_ptr + n * stride_xn + c * stride_xc + s * stride_xs, mask=mask, other=0.0).to(ACC)
     t = tl.load(t_ptr + n * stride_tn + c * stride_tc + s * stride_ts, mask=mask, other=0).to(ACC)
     valid = mask
@@ -167,6 +171,15 @@ def _opt_strides(t):
     return (0, 0, 0) if t is None else tuple(t.stride())
 
 
+def _scalars(pos_weight_value, ignore_index, label_smoothing, acc, device):
+    """[pos_weight, ignore_index, eps] as an ACC tensor, filled on the device (no host-device copy)."""
+    out = torch.empty(3, dtype=acc, device=device)
+    out[0] = float(pos_weight_value)
+    out[1] = float(0.0 if ignore_index is None else ignore_index)
+    out[2] = float(label_smoothing)
+    return out
+
+
 def bce_forward(x, t, w, pw, pos_weight_value, ignore_index, label_smoothing, balance, store_loss):
     """Launch the forward kernel on (N, C, S) views; returns (loss map or None, partials (P, 4))."""
     N, C, S = x.shape
@@ -180,7 +193,7 @@ def bce_forward(x, t, w, pw, pos_weight_value, ignore_index, label_smoothing, ba
         x, t, x if w is None else w, x if pw is None else pw, loss, part,
         C, S, n_blocks_s,
         *x.stride(), *t.stride(), *_opt_strides(w), *_opt_strides(pw),
-        float(pos_weight_value), float(0.0 if ignore_index is None else ignore_index), float(label_smoothing),
+        _scalars(pos_weight_value, ignore_index, label_smoothing, acc, x.device),
         HAS_WEIGHT=w is not None, HAS_POS_WEIGHT=pw is not None, HAS_IGNORE=ignore_index is not None,
         BALANCE=balance, STORE_LOSS=store_loss, ACC=tl_acc(x.dtype), BLOCK=BLOCK, num_warps=num_warps,
     )
@@ -198,7 +211,7 @@ def bce_backward(x, t, w, pw, g_map, coef, pos_weight_value, ignore_index, label
         x, t, x if w is None else w, x if pw is None else pw, coef if g_map is None else g_map, coef, dx,
         C, S, n_blocks_s,
         *x.stride(), *t.stride(), *_opt_strides(w), *_opt_strides(pw), *_opt_strides(g_map), *dx.stride(),
-        float(pos_weight_value), float(0.0 if ignore_index is None else ignore_index), float(label_smoothing),
+        _scalars(pos_weight_value, ignore_index, label_smoothing, coef.dtype, x.device),
         HAS_WEIGHT=w is not None, HAS_POS_WEIGHT=pw is not None, HAS_IGNORE=ignore_index is not None,
         BALANCE=balance, G_IS_MAP=g_map is not None, ACC=tl_acc(x.dtype), BLOCK=BLOCK, num_warps=num_warps,
     )
@@ -211,21 +224,17 @@ def _aot_variants():
         flags = dict(HAS_WEIGHT=True, HAS_POS_WEIGHT=True, HAS_IGNORE=True, BALANCE=True, ACC=acc, BLOCK=1024)
         accty = "*fp64" if acc == tl.float64 else "*fp32"
         specs.append(aot_spec(_bce_fwd_kernel, dict(flags, STORE_LOSS=True), x_ptr=f"*{dt}", t_ptr="*u8",
-                              loss_ptr=accty, part_ptr=accty, pos_weight_value="fp32", ignore_index="fp32",
-                              label_smoothing="fp32"))
+                              loss_ptr=accty, part_ptr=accty, scal_ptr=accty))
         specs.append(aot_spec(_bce_bwd_kernel, dict(flags, G_IS_MAP=True), x_ptr=f"*{dt}", t_ptr="*fp32",
-                              dx_ptr=f"*{dt}", coef_ptr=accty, g_ptr=accty, pos_weight_value="fp32",
-                              ignore_index="fp32", label_smoothing="fp32"))
+                              dx_ptr=f"*{dt}", coef_ptr=accty, g_ptr=accty, scal_ptr=accty))
     # the common fast path: no options, stride-1 pixels, int64 strides (tensors past 2^31 elements)
     plain = dict(stride_xs=1, stride_ts=1, HAS_WEIGHT=False, HAS_POS_WEIGHT=False, HAS_IGNORE=False,
                  BALANCE=False, ACC=tl.float32, BLOCK=2048)
     big = {f"stride_{a}{b}": "i64" for a in "xtwpgd" for b in "nc"}
     div = ("S", "stride_xn", "stride_xc", "stride_tn", "stride_tc", "stride_dn", "stride_dc")
-    specs.append(aot_spec(_bce_fwd_kernel, dict(plain, STORE_LOSS=False), divisible=div[:5], pos_weight_value="fp32",
-                          ignore_index="fp32", label_smoothing="fp32", S="i64", n_blocks_s="i64",
+    specs.append(aot_spec(_bce_fwd_kernel, dict(plain, STORE_LOSS=False), divisible=div[:5], S="i64", n_blocks_s="i64",
                           **{k: v for k, v in big.items() if k[7] in "xtwp"}))
-    specs.append(aot_spec(_bce_bwd_kernel, dict(plain, G_IS_MAP=False, stride_ds=1), divisible=div, pos_weight_value="fp32",
-                          ignore_index="fp32", label_smoothing="fp32", S="i64", n_blocks_s="i64", **big))
+    specs.append(aot_spec(_bce_bwd_kernel, dict(plain, G_IS_MAP=False, stride_ds=1), divisible=div, S="i64", n_blocks_s="i64", **big))
     return specs
 
 
