@@ -11,6 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._validate import acc_dtype
 from ._aot import aot_spec
 from ._common import block_for, tl_acc
 
@@ -183,7 +184,7 @@ def _scalars(pos_weight_value, ignore_index, label_smoothing, acc, device):
 def bce_forward(x, t, w, pw, pos_weight_value, ignore_index, label_smoothing, balance, store_loss):
     """Launch the forward kernel on (N, C, S) views; returns (loss map or None, partials (P, 4))."""
     N, C, S = x.shape
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    acc = acc_dtype(x.dtype)
     BLOCK, num_warps = block_for(S)
     n_blocks_s = triton.cdiv(S, BLOCK)
     grid = (N * C * n_blocks_s,)

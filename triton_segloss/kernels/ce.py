@@ -21,6 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._validate import acc_dtype
 from ._aot import aot_spec
 from ._common import tl_acc
 
@@ -243,7 +244,7 @@ def ce_forward(x, t, w, pw, ignore_index, label_smoothing, store_loss):
     pixel weights or None. Returns (per-pixel loss (N, S) or None, partials (P, 2)).
     """
     N, C, S = x.shape
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    acc = acc_dtype(x.dtype)
     BLOCK_C, BLOCK_S, num_warps = _blocks(C, S)
     n_blocks_s = triton.cdiv(S, BLOCK_S)
     grid = (N * n_blocks_s,)

@@ -27,6 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._validate import acc_dtype
 from ._aot import aot_spec
 from ._common import block_for, tl_acc
 
@@ -510,7 +511,7 @@ def dice_forward(x, t, w, multiclass, from_logits, ignore_index, squared, signed
     w: (N, C, S) weight or None; label_weight: None or (neg, pos); pixel: 0 none, 1 BCE/CE, 2 focal.
     """
     N, C, S = x.shape
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    acc = acc_dtype(x.dtype)
     ig, lw_neg, lw_pos, a_pos, a_neg = _scalars(ignore_index, label_weight, alpha)
     flags = dict(FROM_LOGITS=from_logits, HAS_WEIGHT=w is not None, HAS_IGNORE=ignore_index is not None,
                  LABEL_WEIGHT=label_weight is not None, SIGNED=signed, SQUARED=squared,

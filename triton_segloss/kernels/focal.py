@@ -19,6 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._validate import acc_dtype
 from ._aot import aot_spec
 from ._common import block_for, tl_acc
 
@@ -340,7 +341,7 @@ def _zero_pow(gamma: float) -> float:
 
 
 def _acc(x: torch.Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+    return acc_dtype(x.dtype)
 
 
 def _softmax_blocks(C: int, S: int) -> tuple[int, int, int]:

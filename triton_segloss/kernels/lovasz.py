@@ -49,6 +49,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._validate import acc_dtype
 from ._aot import aot_spec
 from ._common import block_for, tl_acc
 
@@ -420,7 +421,7 @@ def lovasz_hinge_forward(x, t, per_image, ignore_index, margin_neg, margin_pos):
     """x, t: (N, 1, S). Returns (loss per segment (G,), d (G, P), perm (G, P) int64), with
     G, P = N, S if ``per_image`` else 1, N * S. ``d`` is the walk's d_i in sorted order."""
     N, _, S = x.shape
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    acc = acc_dtype(x.dtype)
     BLOCK, num_warps = block_for(S)
     n_blocks_s = triton.cdiv(S, BLOCK)
     keys = torch.empty((N, S), device=x.device, dtype=acc)
@@ -443,7 +444,7 @@ def lovasz_softmax_forward(x, t, classes, per_image, ignore_index, from_logits):
     or a list of K distinct classes. Returns (loss (G, K), fg count (G, K) int32,
     d (G * K, P), perm (G * K, P) int64); segment (g, k) is row g * K + k."""
     N, C, S = x.shape
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    acc = acc_dtype(x.dtype)
     all_classes = classes is None
     K = C if all_classes else len(classes)
     cls = (torch.empty((1,), dtype=torch.int32, device=x.device) if all_classes

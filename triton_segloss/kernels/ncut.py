@@ -22,6 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._validate import acc_dtype
 from ._aot import aot_spec
 from ._common import tl_acc
 
@@ -199,7 +200,7 @@ def ncut_moments(p, img):
     N, K, S = p.shape
     CIN = img.shape[1]
     grid, nk, ns, BLOCK_K, BLOCK_S = _grid(p)
-    acc = torch.float64 if p.dtype == torch.float64 else torch.float32
+    acc = acc_dtype(p.dtype)
     part = torch.empty((N, ns, K, 1 + CIN), device=p.device, dtype=acc)
     _ncut_moments_kernel[grid](
         p, img, part, K, S, CIN, nk, ns, *p.stride(), *img.stride(),

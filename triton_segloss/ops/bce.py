@@ -13,6 +13,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .._validate import acc_dtype
 from . import _dispatch
 
 
@@ -71,7 +72,7 @@ def bce_forward(
 @bce_forward.register_fake
 def _(logits, target, weight, pos_weight, pos_weight_value, has_ignore, ignore_index, label_smoothing,
       balance, balance_a, balance_b, reduction):
-    acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    acc = acc_dtype(logits.dtype)
     shape = logits.shape if reduction == "none" else ()
     return logits.new_empty(shape, dtype=acc), logits.new_empty((4,), dtype=acc)
 

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._validate import acc_dtype
 from . import _dispatch
 
 
 def _acc(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+    return acc_dtype(dtype)
 
 
 def _pool_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -28,6 +28,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .._validate import acc_dtype
 from . import _dispatch
 
 NSUMS = 5
@@ -72,7 +73,7 @@ def dice_sums(
 
 @dice_sums.register_fake
 def _(logits, target, weight, *flags):
-    acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    acc = acc_dtype(logits.dtype)
     return logits.new_empty((logits.shape[0], logits.shape[1], NSUMS), dtype=acc)
 
 
@@ -105,7 +106,7 @@ def dice_sums_backward(
     ig, sq, sg, lw, wpi, wpp, px, a, g = _launch_args(
         has_ignore, ignore_index, squared, signed, has_label_weight, lw_neg, lw_pos, w_pow_i, w_pow_pt,
         pixel, alpha, gamma)
-    acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    acc = acc_dtype(logits.dtype)
     dx = impl.dice_backward(logits, target, weight, grad.to(acc).contiguous(), multiclass, from_logits,
                             ig, sq, sg, lw, wpi, wpp, px, a, g)
     return _dispatch.like(dx, logits)

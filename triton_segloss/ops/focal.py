@@ -13,11 +13,12 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .._validate import acc_dtype
 from . import _dispatch
 
 
 def _acc(x: Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+    return acc_dtype(x.dtype)
 
 
 def _finish(stats: Tensor, reduction: str) -> Tensor:

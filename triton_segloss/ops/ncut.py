@@ -11,11 +11,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._validate import acc_dtype
 from . import _dispatch
 
 
 def _acc(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+    return acc_dtype(dtype)
 
 
 def _inv_sigma2(sigma_value: float, dtype, device) -> Tensor:

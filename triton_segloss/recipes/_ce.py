@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._validate import acc_dtype
 from .. import metrics
 from ..functional import cross_entropy
 from ..functional import ncut_loss as _ncut_loss
@@ -40,7 +41,7 @@ def balanced_bce_loss(output: Tensor, target: Tensor) -> Tensor:
             f"balanced_bce_loss takes two-class logits (B, 2, *spatial), like the seed's two weights; "
             f"got output of shape {tuple(output.shape)}"
         )
-    acc = torch.float64 if output.dtype == torch.float64 else torch.float32
+    acc = acc_dtype(output.dtype)
     counts = torch.stack([(target == 0).sum(), (target == 1).sum()]).to(acc)
     return cross_entropy(output, target, weight=1.0 / (counts + 1e-6))
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._validate import acc_dtype
+
 
 def _acc(x):
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+    return acc_dtype(x.dtype)
 
 
 def _smoothed(t, acc, label_smoothing):

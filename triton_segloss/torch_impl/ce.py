@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from .._validate import acc_dtype
+
 
 def _prep(x, t, w, ignore_index):
     """(acc dtype, logits in acc, labels clamped into [0, C) for gathers, valid mask, w_y)."""
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    acc = acc_dtype(x.dtype)
     C = x.shape[1]
     y = t.to(torch.int64)  # (N, 1, S)
     valid = (y >= 0) & (y < C)

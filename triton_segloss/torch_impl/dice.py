@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from .._validate import acc_dtype
+
 _CHUNK = 1 << 20  # elements of an (N, C, chunk) temporary (4 MiB in float32)
 _TINY = 1e-30
 
@@ -85,7 +87,7 @@ class _Flags:
 # ---- binary / multilabel (sigmoid per channel) ----------------------------------------
 
 def _binary_prep(x, t, w, from_logits, f, need_pn):
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    acc = acc_dtype(x.dtype)
     x = x.to(acc)
     t = t.to(acc)
     valid = None
@@ -143,7 +145,7 @@ def _binary_bwd(x, t, w, g, from_logits, f):
 
 def _mc_prep(x, y, w, from_logits, f):
     """Probabilities, labels and weights of one chunk; the label's channel gathered, never one-hot."""
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    acc = acc_dtype(x.dtype)
     c = x.shape[1]
     x = x.to(acc)
     y = y.long()
@@ -252,7 +254,7 @@ def dice_backward(x, t, w, g, multiclass, from_logits, ignore_index, squared, si
     """Same contract as ``kernels.dice.dice_backward``."""
     f = _Flags(ignore_index, squared, signed, label_weight, w_pow_i, w_pow_pt, pixel, alpha, gamma)
     n, c, s = x.shape
-    g = g.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+    g = g.to(acc_dtype(x.dtype))
     fn = _mc_bwd if multiclass else _binary_bwd
     chunks = _chunks(n, c, s)
     if len(chunks) == 1:  # no staging copy

@@ -16,9 +16,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._validate import acc_dtype
+
 
 def _acc(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+    return acc_dtype(dtype)
 
 
 def _count_dtype(acc: torch.dtype, p: int) -> torch.dtype:

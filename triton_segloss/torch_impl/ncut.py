@@ -10,9 +10,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._validate import acc_dtype
+
 
 def _acc(p):
-    return torch.float64 if p.dtype == torch.float64 else torch.float32
+    return acc_dtype(p.dtype)
 
 
 def _dist_weight(p, img, mu, coef):
