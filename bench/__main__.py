@@ -3,6 +3,7 @@
     python -m bench                                   # every family, small sizes, all modes
     python -m bench --family dice --sizes full --mode full --threads 2
     python -m bench --traffic                         # bytes per element of one training step
+    python -m bench --launches                        # device launches and host syncs of one training step
     python -m bench.plot                              # PNGs from bench/results/timings.csv
 
 On CUDA: ``triton.testing.do_bench`` medians and 20/80 quantiles, achieved GB/s
@@ -36,6 +37,9 @@ def parse_args(argv=None, family=None):
     p.add_argument("--sizes", choices=list(SIZES), default="small",
                    help="small: up to 4x8x128x128; full: up to 8x21x512x512 and a 2x4x64x128x128 volume")
     p.add_argument("--traffic", action="store_true", help="count bytes per element instead of timing (CPU)")
+    p.add_argument("--launches", action="store_true",
+                   help="count device launches and host syncs per training step on the CUDA code path (CPU)")
+    p.add_argument("--only", nargs="+", default=None, help="--launches: only cases whose name contains one of these")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="logits dtype")
     p.add_argument("--target-dtype", choices=["native", "uint8"], default="native",
@@ -58,6 +62,17 @@ def parse_args(argv=None, family=None):
 def main(argv=None, family=None) -> dict:
     """Run the chosen families; returns family -> result rows."""
     args = parse_args(sys.argv[1:] if argv is None else argv, family)
+    if args.launches:
+        os.environ["TRITON_INTERPRET"] = "1"
+        from . import launches
+
+        rows = launches.run(args.only)
+        table = launches.markdown(rows)
+        print(table)
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "launches.md"), "w") as f:
+            f.write(table)
+        return {"launches": rows}
     if args.traffic:
         if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
             raise SystemExit("--traffic needs TRITON_INTERPRET=1 before triton is imported; run it in a fresh process")

@@ -2,8 +2,9 @@
 
 Run as a script in a process where TRITON_INTERPRET is unset (the interpreter
 replaces kernels with Python functions that cannot be compiled). Discovers the
-kernels by walking ``triton_segloss.kernels``; each must be listed in its
-module's ``AOT_SPECS``. Prints one JSON line per compiled variant and exits 1
+kernels by walking every module of the package: each ``@triton.jit`` function
+named ``*_kernel`` must be listed in its module's ``AOT_SPECS`` (the other jit
+functions are device helpers, compiled inline as part of the kernels). Prints one JSON line per compiled variant and exits 1
 on any failure or on a kernel without a spec.
 """
 
@@ -17,17 +18,19 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
 
-import triton_segloss.kernels as kpkg
+import triton_segloss as pkg
 
 TARGETS = {"sm_80": GPUTarget("cuda", 80, 32), "sm_90": GPUTarget("cuda", 90, 32)}
 
 
 def discover():
     kernels, specs = {}, []
-    for info in pkgutil.iter_modules(kpkg.__path__):
-        mod = importlib.import_module(f"{kpkg.__name__}.{info.name}")
+    for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg.__name__}."):
+        if info.name.endswith(("__main__", ".demo")):
+            continue
+        mod = importlib.import_module(info.name)
         for name, obj in vars(mod).items():
-            if isinstance(obj, JITFunction) and obj.__module__ == mod.__name__:
+            if isinstance(obj, JITFunction) and obj.__module__ == mod.__name__ and name.endswith("_kernel"):
                 kernels[f"{mod.__name__}.{name}"] = obj
         specs += getattr(mod, "AOT_SPECS", [])
     return kernels, specs

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import triton_segloss as tsl
-from triton_segloss import _backend
+from triton_segloss._core import backend as _backend
 
 
 def test_use_backend_nests_and_restores():
@@ -61,7 +61,7 @@ def test_subprocess_without_interpreter_runs_torch_path():
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    code = ("import torch, triton_segloss as tsl; from triton_segloss import _backend; "
+    code = ("import torch, triton_segloss as tsl; from triton_segloss._core import backend as _backend; "
             "x = torch.randn(2, 1, 3, 3); print(_backend.select(x.device), float(tsl.bce_with_logits(x, (x > 0).float())))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

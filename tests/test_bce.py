@@ -127,25 +127,28 @@ def test_gradcheck_fp64(backend):
 
 
 def test_opcheck(backend):
+    from triton_segloss.bce.ops import BCEOptions, bce
+
     x = torch.randn(2, 3, 4, 5, requires_grad=True)
     t = _mask(x.shape)
     w = torch.rand(2, 1, 4, 5).expand(2, 3, 4, 5).reshape(2, 3, 20)
     pw = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1).expand(2, 3, 20)
     x3, t3 = x.reshape(2, 3, 20), t.reshape(2, 3, 20)
     cases = [
-        (x3, t3, None, None, 1.0, False, 0.0, 0.0, False, 0.0, 0.0, "mean"),
-        (x3, t3, w, pw, 1.0, True, 255.0, 0.1, False, 0.0, 0.0, "none"),
-        (x3, t3, None, None, 2.0, False, 0.0, 0.0, True, 0.25, 0.75, "sum"),
+        ((x3, t3, None, None), BCEOptions()),
+        ((x3, t3, w, pw), BCEOptions(ignore_index=255.0, label_smoothing=0.1, reduction="none")),
+        ((x3, t3, None, None), BCEOptions(pos_weight=2.0, balance=(0.25, 0.75), reduction="sum")),
+        ((x3, t3, None, None), BCEOptions(balance=(0.25, 0.75), reduction="none")),
     ]
-    for args in cases:
-        torch.library.opcheck(torch.ops.triton_segloss.bce_forward, args)
+    for tensors, o in cases:
+        torch.library.opcheck(bce.forward_op, (*tensors, *o))
     # the backward op has no derivative of its own (no double backward): check it on plain tensors
     g = torch.randn(2, 3, 20)
-    for args in cases:
-        args = (args[0].detach(),) + args[1:]
-        stats = torch.ops.triton_segloss.bce_forward(*args)[1]
-        grad = g if args[-1] == "none" else g[0, 0, 0]
-        torch.library.opcheck(torch.ops.triton_segloss.bce_backward, (grad, stats, *args))
+    for tensors, o in cases:
+        tensors = (tensors[0].detach(),) + tensors[1:]
+        coef = bce(*tensors, o)[1]
+        grad = g if o.reduction == "none" else g[0, 0, 0]
+        torch.library.opcheck(bce.backward_op, (grad, coef, *tensors, *o))
 
 
 @pytest.mark.parametrize("opts", [{}, {"reduction": "none"}, {"balance": (0.25, 0.75), "ignore_index": 255}], ids=str)

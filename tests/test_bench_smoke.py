@@ -19,7 +19,7 @@ import triton  # noqa: E402
 import triton_segloss as tsl  # noqa: E402
 from bench import common, traffic  # noqa: E402
 from bench.__main__ import FAMILIES, main  # noqa: E402
-from triton_segloss.kernels._common import block_for  # noqa: E402
+from triton_segloss._core.jit import block_for  # noqa: E402
 
 # one thread: tiny tensors, and no OpenMP spin-waits on a busy machine
 FAST = ["--sizes", "tiny", "--reps", "2", "--warmup", "1", "--providers", "tsl", "eager", "--threads", "1"]
@@ -93,18 +93,20 @@ def test_min_bytes():
 
 
 def _bce_kernel_bytes(n, c, s, target_bytes=4):
-    """Hand count from kernels/bce.py (no options, reduction="mean", fp32 logits).
+    """Hand count from bce/kernels.py (no options, reduction="mean", fp32 logits).
 
-    forward, per program: loads the 3 fp32 scalars (pos_weight, ignore_index, eps: 12 B), x (4 B) and
-    t (``target_bytes``) on its active lanes, stores 4 partials (4 B each); backward, per program: loads
-    the 3 scalars, x, t and the scalar coef[0] (4 B), stores dx (4 B).
+    forward, per program: x (4 B) and t (``target_bytes``) on its active lanes, stores 4 partials
+    (4 B each); the finisher loads every partial and stores the loss and 2 coefficients (12 B);
+    backward, per program: the scalar coef[0] and the 0-d upstream gradient (4 B each), x and t on
+    its active lanes, stores dx (4 B).
     """
     block, _ = block_for(s)
     programs = n * c * triton.cdiv(s, block)
     elems = n * c * s
-    forward = programs * 12 + elems * (4 + target_bytes) + programs * 4 * 4
-    backward = programs * 12 + elems * (4 + target_bytes) + programs * 4 + elems * 4
-    return forward + backward
+    forward = elems * (4 + target_bytes) + programs * 4 * 4
+    finisher = programs * 4 * 4 + 12
+    backward = programs * 8 + elems * (4 + target_bytes) + elems * 4
+    return forward + finisher + backward
 
 
 @pytest.mark.parametrize("shape", [(2, 1, 8, 8), (1, 2, 37, 41), (3, 1, 3000)])
@@ -115,7 +117,7 @@ def test_kernel_traffic_is_exact_for_bce(shape):
         step = traffic.count_step(tsl.bce_with_logits, x, t)
     assert step.kernel_bytes == _bce_kernel_bytes(shape[0], shape[1], x[0, 0].numel())
     kernels = {k.split()[0] for k in step.kernel_by_op}
-    assert kernels == {"_bce_fwd_kernel", "_bce_bwd_kernel"}
+    assert kernels == {"_bce_fwd_kernel", "_bce_finish_kernel", "_bce_bwd_kernel"}
 
 
 def test_aten_traffic_counts_reads_and_writes():

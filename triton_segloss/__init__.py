@@ -4,7 +4,7 @@
 README.md for the tables.
 """
 
-from ._backend import use_backend
+from triton_segloss._core.backend import use_backend
 from ._version import __version__
 from . import functional, losses, metrics, recipes
 from .functional import *  # noqa: F401,F403

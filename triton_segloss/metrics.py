@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ._validate import LABEL_DTYPES, check_logits, check_same_device, multiclass_target_ns, shape_str
+from triton_segloss._core.validate import LABEL_DTYPES, check_logits, check_same_device, multiclass_target_ns, shape_str
 from .ops import metrics as _ops  # noqa: F401  (registers triton_segloss::confusion_matrix)
 
 __all__ = ["confusion_matrix", "scores", "ConfusionMatrix"]

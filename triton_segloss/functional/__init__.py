@@ -1,15 +1,17 @@
 """The documented loss functions (also exported at the package top level).
 
-One module per family; each defines ``__all__``.
+Each loss family is one folder of the package (``triton_segloss.bce``,
+``triton_segloss.dice``, ...) whose ``__init__`` exports its public functions.
 """
 
-from . import _bce, _boundary, _ce, _dice, _focal, _lovasz, _ncut
-from ._bce import *  # noqa: F401,F403
-from ._boundary import *  # noqa: F401,F403
-from ._ce import *  # noqa: F401,F403
-from ._dice import *  # noqa: F401,F403
-from ._focal import *  # noqa: F401,F403
-from ._lovasz import *  # noqa: F401,F403
-from ._ncut import *  # noqa: F401,F403
+from .. import bce, boundary, ce, dice, focal, lovasz, ncut
+from ..bce import *  # noqa: F401,F403
+from ..boundary import *  # noqa: F401,F403
+from ..ce import *  # noqa: F401,F403
+from ..dice import *  # noqa: F401,F403
+from ..focal import *  # noqa: F401,F403
+from ..lovasz import *  # noqa: F401,F403
+from ..ncut import *  # noqa: F401,F403
 
-__all__ = [name for m in (_bce, _dice, _focal, _boundary, _lovasz, _ce, _ncut) for name in m.__all__]
+FAMILIES = (bce, dice, focal, boundary, lovasz, ce, ncut)
+__all__ = [name for fam in FAMILIES for name in fam.__all__]

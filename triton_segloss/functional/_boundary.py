@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .. import ops as _ops  # noqa: F401  (registers the custom ops)
-from .._validate import binary_target_ncs, check_binary_values, check_logits, finite_float, shape_str
+from triton_segloss._core.validate import binary_target_ncs, check_binary_values, check_logits, finite_float, shape_str
 
 __all__ = ["boundary_weight_map", "boundary_bce_dice_loss"]
 

@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 from .. import ops as _ops  # noqa: F401  (registers the custom ops)
-from .._validate import (
+from triton_segloss._core.validate import (
     as_ncs, binary_target_ncs, check_binary_values, check_label_values, check_logits, check_reduction,
     finite_float, multiclass_target_ns, pixel_map_ncs, shape_str,
 )

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .. import ops as _ops  # noqa: F401  (registers the custom ops)
-from .._validate import (
+from triton_segloss._core.validate import (
     acc_dtype, as_ncs, binary_target_ncs, check_binary_values, check_label_values, check_logits,
     check_reduction, check_same_device, finite_float, multiclass_target_ns, shape_str,
 )

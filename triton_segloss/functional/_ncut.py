@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from .. import ops as _ops  # noqa: F401  (registers the custom ops)
-from .._validate import check_logits, check_same_device, finite_float, shape_str
+from triton_segloss._core.validate import check_logits, check_same_device, finite_float, shape_str
 from ..torch_impl.ncut import ncut_gaussian
 
 __all__ = ["ncut_loss"]

@@ -27,8 +27,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._aot import aot_spec
-from ._common import tl_acc
+from triton_segloss._core.aot import aot_spec
+from triton_segloss._core.jit import tl_acc
 
 PRIVATE_MAX_BINS = 4096
 PIXELS_PER_PROGRAM = 4096

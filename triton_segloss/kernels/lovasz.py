@@ -49,9 +49,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .._validate import acc_dtype
-from ._aot import aot_spec
-from ._common import block_for, tl_acc
+from triton_segloss._core.validate import acc_dtype
+from triton_segloss._core.aot import aot_spec
+from triton_segloss._core.jit import block_for, tl_acc
 
 # The walk splits each sorted segment into chunks so that about PROGRAMS programs run;
 # a first pass counts foreground / background per chunk (the carries of the scan).

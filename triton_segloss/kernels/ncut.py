@@ -22,9 +22,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .._validate import acc_dtype
-from ._aot import aot_spec
-from ._common import tl_acc
+from triton_segloss._core.validate import acc_dtype
+from triton_segloss._core.aot import aot_spec
+from triton_segloss._core.jit import tl_acc
 
 
 @triton.jit

@@ -1,7 +1,11 @@
-"""``torch.library.custom_op`` definitions: one module per loss family.
+"""Transitional: the layer-first custom-op modules of the families not yet moved to their folder.
 
-Importing this package registers every op under the ``triton_segloss::`` namespace.
-Each family module is imported here; a module without ops is a placeholder.
+Importing this package registers the ops of every module still here.
 """
 
-from . import bce, boundary, ce, dice, focal, lovasz, ncut  # noqa: F401
+import importlib as _importlib
+import pkgutil as _pkgutil
+
+for _info in _pkgutil.iter_modules(__path__):
+    if not _info.name.startswith("_"):
+        _importlib.import_module(f"{__name__}.{_info.name}")

@@ -7,7 +7,7 @@ import importlib
 import torch
 from torch import Tensor
 
-from .._backend import select
+from triton_segloss._core.backend import select
 
 
 def impl(family: str, device: torch.device):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._validate import acc_dtype
+from triton_segloss._core.validate import acc_dtype
 from . import _dispatch
 
 

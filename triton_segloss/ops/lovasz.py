@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._validate import acc_dtype
+from triton_segloss._core.validate import acc_dtype
 from . import _dispatch
 
 

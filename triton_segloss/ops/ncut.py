@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._validate import acc_dtype
+from triton_segloss._core.validate import acc_dtype
 from . import _dispatch
 
 

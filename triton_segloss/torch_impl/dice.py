@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .._validate import acc_dtype
+from triton_segloss._core.validate import acc_dtype
 
 _CHUNK = 1 << 20  # elements of an (N, C, chunk) temporary (4 MiB in float32)
 _TINY = 1e-30

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._validate import acc_dtype
+from triton_segloss._core.validate import acc_dtype
 
 
 def _acc(x):

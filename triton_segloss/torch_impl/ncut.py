@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._validate import acc_dtype
+from triton_segloss._core.validate import acc_dtype
 
 
 def _acc(p):

@@ -1,4 +1,4 @@
-"""Seed recipes of the boundary-weighted BCE + Dice (seed 001) and the focal loss (seed 004)."""
+"""Recipes of the boundary family: seed 001's boundary-weighted BCE + Dice ``combined_loss``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import torch
 from torch import Tensor
 
 from ..functional import boundary_weight_map
-from ..functional import focal_loss as _focal_loss
 
-__all__ = ["combined_loss", "focal_loss"]
+__all__ = ["combined_loss"]
 
 
 def combined_loss(logits: Tensor, labels: Tensor, is_weight: bool = True, is_log_dice: bool = False):
@@ -43,22 +42,3 @@ def combined_loss(logits: Tensor, labels: Tensor, is_weight: bool = True, is_log
     bce, dice = bce_dice_terms(logits, labels, weight=weight, smooth_num=2.0, smooth_den=1.0)
     loss = bce - torch.log1p(-dice) if is_log_dice else bce + dice
     return loss, bce, dice
-
-
-def focal_loss(output: Tensor, target: Tensor, alpha=None, beta=2):
-    """Seed 004's ``FocalLoss`` as its evident intent: ``sum`` over pixels of
-    ``alpha_y * (1 - p_y) ** beta * (-log p_y)``, with ``p_y`` the softmax probability of the
-    label and pixels labelled -100 (cross entropy's default ignore_index) contributing nothing.
-
-    ``output`` ``(N, C, *spatial)`` logits, ``target`` integer labels ``(N, *spatial)``.
-    ``alpha``: per-class weights (a sequence or tensor of length C, the seed's CE ``weight``),
-    a number (a uniform factor) or None (no weights).
-
-    Differs from the seed's code, which does not run as written (``reduction=None``,
-    ``weght=``, ``foward``, ``return loss.sum`` without the call): the seed forms
-    ``pi = exp(-CE)`` from the alpha-*weighted* CE, which is ``p_y ** alpha_y``; its own comment
-    says that ``pi`` must be the class probability for the loss to be the focal loss, which is
-    what this computes. With ``alpha=None`` the two agree.
-    """
-    return _focal_loss(output, target, mode="multiclass", alpha=alpha, gamma=beta, ignore_index=-100,
-                       reduction="sum")

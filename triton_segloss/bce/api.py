@@ -1,4 +1,4 @@
-"""Fused sigmoid + binary cross entropy."""
+"""Public functions of the BCE family: fused sigmoid + binary cross entropy."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from .. import ops as _ops  # noqa: F401  (registers the custom ops)
-from .._validate import (
+from triton_segloss._core.validate import (
     as_ncs, binary_target_ncs, check_binary_values, check_logits, check_reduction, finite_float, pair,
     pixel_map_ncs,
 )
+
+from .ops import BCEOptions, bce
 
 __all__ = ["bce_with_logits"]
 
 
 def _pos_weight(logits: Tensor, pos_weight) -> tuple[Optional[Tensor], float]:
+    """(map or None, scalar): a number stays a scalar option, a tensor becomes an (N, C, S) map."""
     if pos_weight is None:
         return None, 1.0
     if not isinstance(pos_weight, Tensor):
@@ -76,15 +78,12 @@ def bce_with_logits(
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
     w = pixel_map_ncs(logits, weight, "weight")
     pw, pw_value = _pos_weight(logits, pos_weight)
-    a, b = (0.0, 0.0) if balance is None else pair(balance, "balance")
-    n, c = logits.shape[:2]
-    loss, _ = torch.ops.triton_segloss.bce_forward(
-        as_ncs(logits, n, c), t, w, pw, pw_value,
-        ignore_index is not None, 0.0 if ignore_index is None else ignore_index,
-        label_smoothing, balance is not None, a, b, reduction,
+    opts = BCEOptions(
+        pos_weight=pw_value, ignore_index=ignore_index, label_smoothing=label_smoothing,
+        balance=None if balance is None else pair(balance, "balance"), reduction=reduction,
     )
+    n, c = logits.shape[:2]
+    loss, _ = bce(as_ncs(logits, n, c), t, w, pw, opts)
     if reduction == "none":
         return loss.view(logits.shape)
     return loss
-
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..functional import bce_with_logits
+from .api import bce_with_logits
 
 __all__ = ["weighted_bce", "weighted_bce_loss2d"]
 

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from .._validate import check_reduction, finite_float, shape_str
+from triton_segloss._core.validate import check_reduction, finite_float, shape_str
 from ..functional._dice import _TINY, PIXEL_XENT, _ratio, _sums, _vector
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""Seed recipes of the cross-entropy family, the metrics and NCut (seeds 001, 003, 004)."""
+"""Recipes of the confusion-matrix family: seed 001's ``label_accuracy_score``, Berman's ``iou_binary``
+and ``iou`` (seed 004)."""
 
 from __future__ import annotations
 
@@ -6,44 +7,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._validate import acc_dtype
 from .. import metrics
-from ..functional import cross_entropy
-from ..functional import ncut_loss as _ncut_loss
 
-__all__ = ["cross_entropy2d", "balanced_bce_loss", "label_accuracy_score", "iou_binary", "iou", "ncut_loss"]
-
-
-def cross_entropy2d(input: Tensor, target: Tensor, weight=None, size_average: bool = True) -> Tensor:
-    """Seed 001's ``cross_entropy2d``: softmax cross entropy over the pixels whose label is
-    ``>= 0`` (every negative label is ignored), summed with the class ``weight``, and divided
-    by the number of those pixels when ``size_average`` -- a pixel count, not torch's sum of
-    weights.
-
-    Differs from the seed where the seed fails: when every label is negative the seed
-    returns NaN (0 / 0); this returns 0.
-    """
-    if target.dtype != torch.uint8:  # uint8 has no negative labels
-        target = target.clamp_min(-1)
-    loss = cross_entropy(input, target, weight=weight, ignore_index=-1, reduction="sum")
-    if size_average:
-        loss = loss / (target >= 0).sum().clamp_min(1)
-    return loss
-
-
-def balanced_bce_loss(output: Tensor, target: Tensor) -> Tensor:
-    """Seed 003's ``BalancedBCELoss(target)(output, target)``: class weights
-    ``1 / (#{target == k} + 1e-6)`` for k = 0, 1, then torch's weighted mean cross entropy
-    over the two classes of ``output`` ``(B, 2, H, W)``. The counts stay on the device.
-    """
-    if output.dim() < 2 or output.shape[1] != 2:
-        raise ValueError(
-            f"balanced_bce_loss takes two-class logits (B, 2, *spatial), like the seed's two weights; "
-            f"got output of shape {tuple(output.shape)}"
-        )
-    acc = acc_dtype(output.dtype)
-    counts = torch.stack([(target == 0).sum(), (target == 1).sum()]).to(acc)
-    return cross_entropy(output, target, weight=1.0 / (counts + 1e-6))
+__all__ = ["label_accuracy_score", "iou_binary", "iou"]
 
 
 def _labels(x) -> Tensor:
@@ -124,12 +90,3 @@ def iou(preds, labels, C, EMPTY=1.0, ignore=None, per_image=False):
     ignore = None if ignore is None else int(ignore)
     ious = [_per_image_ious(_labels(p), _labels(lab), C, ignore, EMPTY) for p, lab in zip(preds, labels)]
     return 100 * np.array([_berman_mean(v) for v in zip(*ious)])
-
-
-def ncut_loss(labels: Tensor, inputs: Tensor, radius: int = 5, sigma_1: float = 4, sigma_2: float = 10) -> Tensor:
-    """Seed 003's ``NCutLoss2D(radius, sigma_1, sigma_2).forward(labels, inputs)``: the soft
-    normalized cut of class probabilities ``labels`` (B, K, H, W) over raw images ``inputs``
-    (B, Cin, H, W), in the seed's running form (class-mean pixel weights; the seed builds
-    its spatial kernel but does not use it, so ``radius`` and ``sigma_1`` have no effect).
-    """
-    return _ncut_loss(labels, inputs, radius=radius, sigma_spatial=sigma_1, sigma_value=sigma_2)

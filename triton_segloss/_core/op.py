@@ -1,0 +1,157 @@
+"""One helper that defines a family's custom ops: forward, backward, fake and autograd.
+
+A family describes its op once::
+
+    class BCEOptions(NamedTuple):          # the only carrier of options
+        ignore_index: Optional[float] = None
+        label_smoothing: float = 0.0
+        ...
+
+    bce_op = define_op(
+        "bce", BCEOptions,
+        tensors=("logits", "target", "weight?", "pos_weight?"),   # "?": may be None
+        outputs=2,
+        forward=_forward,    # (logits, target, weight, pos_weight, opts) -> (loss, coef)
+        fake=_fake,          # same arguments -> empty tensors of the exact shapes and dtypes
+        backward=_backward,  # (grads, saved, logits, target, weight, pos_weight, opts) -> d logits
+        saved_outputs=(1,),  # outputs the backward reads (here: the coefficients)
+    )
+    loss, coef = bce_op(logits, target, weight, pos_weight, opts)
+
+The op schemas are written from the options' annotations, one argument per
+field (``Optional[float]`` -> ``float?``, ``tuple[float, ...]`` -> ``float[]``),
+so the schema and the options cannot drift apart and nobody counts ``None``s.
+The backward op is ``<name>_backward``; its fake is ``empty_like(logits)``.
+
+Gradients flow to ``logits`` only. Asking for the gradient of another tensor
+argument (a weight map with ``requires_grad``, a soft target) raises, as torch
+does for arguments it does not differentiate, instead of returning ``None``
+silently. Outputs that the loss does not use carry no gradient: autograd
+passes ``None`` for them (``set_materialize_grads(False)``), never an
+input-sized zero tensor.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Callable, NamedTuple, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+NAMESPACE = "triton_segloss"
+
+_SCALARS = {float: "float", int: "int", bool: "bool", str: "str"}
+
+
+def _schema_type(ann) -> str:
+    origin = typing.get_origin(ann)
+    args = typing.get_args(ann)
+    if ann in _SCALARS:
+        return _SCALARS[ann]
+    if origin is typing.Union and len(args) == 2 and type(None) in args:
+        inner = args[0] if args[1] is type(None) else args[1]
+        return _schema_type(inner) + "?"
+    if origin in (tuple, list, Sequence) and args and args[0] in _SCALARS and (len(args) == 1 or args[1] is Ellipsis):
+        return _SCALARS[args[0]] + "[]"
+    raise TypeError(f"option type {ann!r} has no custom-op schema type")
+
+
+def options_schema(options: type) -> str:
+    """``float? ignore_index, float label_smoothing, ...`` for a NamedTuple of options."""
+    hints = typing.get_type_hints(options)
+    return ", ".join(f"{_schema_type(hints[f])} {f}" for f in options._fields)
+
+
+def _tensor_schema(names: Sequence[str]) -> str:
+    return ", ".join(f"Tensor? {n[:-1]}" if n.endswith("?") else f"Tensor {n}" for n in names)
+
+
+def _outputs_schema(n: int) -> str:
+    return "Tensor" if n == 1 else "(" + ", ".join(["Tensor"] * n) + ")"
+
+
+class FusedOp:
+    """A forward custom op with its backward op; call it with the tensors and the options object."""
+
+    def __init__(self, name, options, tensors, outputs, forward, fake, backward, saved_outputs, grad_outputs):
+        self.name = name
+        self.options = options
+        self.tensor_names = tuple(n.rstrip("?") for n in tensors)
+        self.n_tensors = len(tensors)
+        self.n_outputs = outputs
+        self.saved_outputs = tuple(saved_outputs)
+        self.grad_outputs = tuple(grad_outputs)
+        opts = options_schema(options)
+        fwd_schema = f"({_tensor_schema(tensors)}, {opts}) -> {_outputs_schema(outputs)}"
+        grads = ", ".join(f"Tensor? grad{i}" for i in self.grad_outputs)
+        saved = ", ".join(f"Tensor saved{i}" for i in self.saved_outputs)
+        head = ", ".join(s for s in (grads, saved) if s)
+        bwd_schema = f"({head}, {_tensor_schema(tensors)}, {opts}) -> Tensor"
+        nt = self.n_tensors
+        ng, ns = len(self.grad_outputs), len(self.saved_outputs)
+
+        def fwd_impl(*args):
+            return forward(*args[:nt], options(*args[nt:]))
+
+        def fwd_fake(*args):
+            return fake(*args[:nt], options(*args[nt:]))
+
+        def bwd_impl(*args):
+            grads_, saved_, rest = args[:ng], args[ng:ng + ns], args[ng + ns:]
+            return backward(grads_, saved_, *rest[:nt], options(*rest[nt:]))
+
+        def bwd_fake(*args):
+            return torch.empty_like(args[ng + ns])  # the logits' shape, dtype and layout
+
+        self.forward_op = torch.library.custom_op(f"{NAMESPACE}::{name}", fwd_impl, mutates_args=(),
+                                                  schema=fwd_schema)
+        self.forward_op.register_fake(fwd_fake)
+        self.backward_op = torch.library.custom_op(f"{NAMESPACE}::{name}_backward", bwd_impl, mutates_args=(),
+                                                   schema=bwd_schema)
+        self.backward_op.register_fake(bwd_fake)
+        self.forward_op.register_autograd(self._backward, setup_context=self._setup_context)
+
+    def __call__(self, *args):
+        *tensors, opts = args
+        if len(tensors) != self.n_tensors or not isinstance(opts, self.options):
+            raise TypeError(f"{self.name}: expected {self.tensor_names} and a {self.options.__name__}")
+        return self.forward_op(*tensors, *opts)
+
+    def _setup_context(self, ctx, inputs, output):
+        nt = self.n_tensors
+        outs = output if isinstance(output, tuple) else (output,)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(*inputs[:nt], *(outs[i] for i in self.saved_outputs))
+        ctx.flat_options = tuple(inputs[nt:])
+
+    def _backward(self, ctx, *grads):
+        nt = self.n_tensors
+        for i, name in enumerate(self.tensor_names[1:], start=1):
+            if ctx.needs_input_grad[i]:
+                raise RuntimeError(
+                    f"triton_segloss.{self.name} is not differentiable with respect to argument '{name}': "
+                    f"only the logits get a gradient; detach '{name}' (or pass it without requires_grad)"
+                )
+        saved = ctx.saved_tensors
+        inputs, kept = saved[:nt], saved[nt:]
+        dx = None
+        used = tuple(grads[i] for i in self.grad_outputs)
+        if ctx.needs_input_grad[0] and any(g is not None for g in used):
+            dx = self.backward_op(*used, *kept, *inputs, *ctx.flat_options)
+        return (dx,) + (None,) * (nt - 1 + len(ctx.flat_options))
+
+
+def define_op(name: str, options: type, *, tensors: Sequence[str], outputs: int, forward: Callable,
+              fake: Callable, backward: Callable, saved_outputs: Sequence[int] = (),
+              grad_outputs: Sequence[int] = (0,)) -> FusedOp:
+    """Define ``triton_segloss::<name>`` and ``<name>_backward`` (see the module docstring).
+
+    ``grad_outputs``: the outputs whose gradient the backward reads (``None`` where
+    autograd has none for it); the backward gets them as its first argument, a tuple.
+    ``saved_outputs``: forward outputs saved for the backward, its second argument.
+    The first tensor must be the logits: it is the one that receives the gradient.
+    """
+    if not (isinstance(options, type) and issubclass(options, tuple) and hasattr(options, "_fields")):
+        raise TypeError("options must be a typing.NamedTuple")
+    return FusedOp(name, options, tensors, outputs, forward, fake, backward, saved_outputs, grad_outputs)

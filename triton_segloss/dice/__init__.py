@@ -1,0 +1,4 @@
+"""The dice family (transitional: re-exports the layer-first modules until it moves here)."""
+
+from ..functional._dice import *  # noqa: F401,F403
+from ..functional._dice import __all__  # noqa: F401
