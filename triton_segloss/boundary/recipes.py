@@ -28,7 +28,7 @@ def combined_loss(logits: Tensor, labels: Tensor, is_weight: bool = True, is_log
     weighted BCE divides by the number of pixels, which the normalisation makes equal to
     ``sum(w)`` up to rounding.
     """
-    from ..functional._dice import bce_dice_terms  # provided by the Dice family
+    from ..dice import bce_dice_terms  # provided by the Dice family
 
     size = logits.shape
     if logits.dim() != 4 or size[1] != 1:

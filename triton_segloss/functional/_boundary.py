@@ -155,7 +155,7 @@ def boundary_bce_dice_loss(
     Returns the loss (0-d) in float32 (float64 for float64 logits); the gradient flows to the
     logits only.
     """
-    from ._dice import bce_dice_terms  # provided by the Dice family
+    from ..dice import bce_dice_terms  # provided by the Dice family (until boundary has its own kernels)
 
     check_logits(logits)
     if logits.shape[1] != 1:
