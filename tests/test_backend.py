@@ -66,3 +66,95 @@ def test_subprocess_without_interpreter_runs_torch_path():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[0] == "torch"
+
+
+# ---- the choice is per thread / context, and the backward sees the forward's ----------------
+
+def _in_thread(fn):
+    import threading
+
+    out = {}
+
+    def run():
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # report it in the main thread
+            out["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def test_use_backend_is_not_seen_by_other_threads():
+    with tsl.use_backend("torch"):
+        assert _in_thread(_backend.requested_backend) == "auto"
+        assert _backend.requested_backend() == "torch"
+
+
+def test_interleaved_threads_keep_their_own_choice():
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def other():
+        with tsl.use_backend("triton"):
+            entered.set()
+            release.wait(10)
+            seen["other"] = _backend.requested_backend()
+
+    t = threading.Thread(target=other)
+    t.start()
+    entered.wait(10)
+    with tsl.use_backend("torch"):
+        pass  # enter and exit while the other thread is inside its block
+    seen["main"] = _backend.requested_backend()
+    release.set()
+    t.join()
+    assert seen == {"other": "triton", "main": "auto"}
+
+
+def test_backward_runs_on_the_backend_of_the_forward(monkeypatch):
+    from triton_segloss.bce import torch_impl
+
+    calls = []
+    real = torch_impl.backward
+    monkeypatch.setattr(torch_impl, "backward", lambda *a: calls.append("torch") or real(*a))
+    x = torch.randn(2, 1, 4, 4, requires_grad=True)
+    t = (torch.rand_like(x) > 0.5).float()
+    with tsl.use_backend("torch"):
+        loss = tsl.bce_with_logits(x, t)
+    loss.backward()  # outside the block: "auto" would pick the interpreter here
+    assert calls == ["torch"]
+
+
+def test_concurrent_threads_on_the_interpreter_are_serialised():
+    import threading
+
+    x = torch.randn(3, 2, 17, 19)
+    t = (torch.rand_like(x) > 0.5).float()
+    with tsl.use_backend("triton"):
+        want = tsl.bce_with_logits(x, t, balance=(0.3, 0.7))
+    errors, results = [], []
+
+    def work():
+        try:
+            with tsl.use_backend("triton"):
+                for _ in range(3):
+                    results.append(tsl.bce_with_logits(x, t, balance=(0.3, 0.7)))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    assert len(results) == 9
+    for r in results:
+        assert torch.equal(r, want)

@@ -9,12 +9,19 @@
   the environment variable. Forcing ``triton`` where it cannot run raises.
 
 The choice is made inside each op's implementation, so it is read when the op
-runs (also inside a ``torch.compile``-d graph, where ops are opaque).
+runs (also inside a ``torch.compile``-d graph, where ops are opaque). A
+``use_backend`` block holds for the thread (and asyncio task) that entered it,
+not for other threads; the backward of an op runs on the backend its forward
+chose, wherever autograd runs it (``_core.op`` records it).
+
+Triton's interpreter is not thread-safe: launches on CPU tensors are
+serialised by a process-wide lock (``_core.jit.device_guard``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 
 import torch
@@ -32,7 +39,7 @@ try:  # triton is a Linux-only dependency; the PyTorch path needs none of it
 except ImportError:  # pragma: no cover - exercised only where triton is absent
     HAS_TRITON = False
 
-_forced: list[str] = []  # stack of use_backend() choices; a plain global so autograd threads see it
+_forced: contextvars.ContextVar = contextvars.ContextVar("triton_segloss_backend", default=None)
 
 
 def _check_name(name: str, source: str) -> str:
@@ -45,17 +52,18 @@ def _check_name(name: str, source: str) -> str:
 @contextlib.contextmanager
 def use_backend(name: str):
     """Force ``"triton"``, ``"torch"`` or ``"auto"`` for the ops run inside the block."""
-    _forced.append(_check_name(name, "use_backend(name)"))
+    token = _forced.set(_check_name(name, "use_backend(name)"))
     try:
         yield
     finally:
-        _forced.pop()
+        _forced.reset(token)
 
 
 def requested_backend() -> str:
     """The backend asked for right now: the innermost ``use_backend`` or the env var."""
-    if _forced:
-        return _forced[-1]
+    forced = _forced.get()
+    if forced is not None:
+        return forced
     return _check_name(os.environ.get("TRITON_SEGLOSS_BACKEND", "auto"), "TRITON_SEGLOSS_BACKEND")
 
 

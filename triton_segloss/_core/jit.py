@@ -6,6 +6,8 @@ kernels themselves, so they need no AOT spec (their callers are compiled).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 import triton
@@ -34,22 +36,15 @@ def split_f64(v) -> tuple[float, float]:
     return hi, v - hi
 
 
+_INTERPRETER_LOCK = threading.RLock()  # Triton's interpreter is not thread-safe
+
+
 def device_guard(t: torch.Tensor):
-    """Context that makes ``t``'s device current for a launch (``cuda:1`` while ``cuda:0`` is current)."""
+    """Context for a launch on ``t``'s device: makes it current on CUDA (``cuda:1`` while
+    ``cuda:0`` is current); on the CPU (the interpreter) it serialises launches across threads."""
     if t.device.type == "cuda":
         return torch.cuda.device(t.device)
-    return _NULL
-
-
-class _Null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-_NULL = _Null()
+    return _INTERPRETER_LOCK
 
 
 @triton.jit

@@ -23,7 +23,8 @@ field (``Optional[float]`` -> ``float?``, ``tuple[float, ...]`` -> ``float[]``),
 so the schema and the options cannot drift apart and nobody counts ``None``s.
 The backward op is ``<name>_backward``; its fake is ``empty_like(logits)``.
 
-Gradients flow to ``logits`` only. Asking for the gradient of another tensor
+The backward runs on the backend that was asked for when the forward ran (a
+``use_backend`` block may have closed by then). Gradients flow to ``logits`` only. Asking for the gradient of another tensor
 argument (a weight map with ``requires_grad``, a soft target) raises, as torch
 does for arguments it does not differentiate, instead of returning ``None``
 silently. Outputs that the loss does not use carry no gradient: autograd
@@ -38,6 +39,8 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
+
+from .backend import requested_backend, use_backend
 
 NAMESPACE = "triton_segloss"
 
@@ -124,6 +127,7 @@ class FusedOp:
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(*inputs[:nt], *(outs[i] for i in self.saved_outputs))
         ctx.flat_options = tuple(inputs[nt:])
+        ctx.backend = requested_backend()  # the backward runs where the forward ran
 
     def _backward(self, ctx, *grads):
         nt = self.n_tensors
@@ -138,7 +142,8 @@ class FusedOp:
         dx = None
         used = tuple(grads[i] for i in self.grad_outputs)
         if ctx.needs_input_grad[0] and any(g is not None for g in used):
-            dx = self.backward_op(*used, *kept, *inputs, *ctx.flat_options)
+            with use_backend(ctx.backend):
+                dx = self.backward_op(*used, *kept, *inputs, *ctx.flat_options)
         return (dx,) + (None,) * (nt - 1 + len(ctx.flat_options))
 
 
