@@ -169,3 +169,15 @@ def test_all_ignored_multiclass_is_finite_with_zero_gradient(any_backend, name):
     loss = MULTICLASS[name](x, t, ignore_index=255)
     (g,) = torch.autograd.grad(loss.sum(), x)
     assert torch.isfinite(loss).all() and torch.count_nonzero(g) == 0
+
+
+@m_names
+@pytest.mark.parametrize("ignore,bad", [(-100, 156), (-1, 255)])
+def test_uint8_labels_with_a_negative_ignore_index_are_range_checked(name, ignore, bad):
+    # uint8 cannot hold a negative ignore_index: compared in uint8 it would wrap (-100 -> 156,
+    # -1 -> 255) and silently ignore those labels; they are out of range and must raise
+    x, t = _multiclass()
+    t = t.to(torch.uint8)
+    t[0, 1, 1] = bad
+    with pytest.raises(ValueError, match=rf"target labels must lie in \[0, 3\).*{bad}"):
+        MULTICLASS[name](x, t, ignore_index=ignore)

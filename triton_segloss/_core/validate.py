@@ -146,10 +146,21 @@ def pixel_map_ncs(logits: Tensor, w: Optional[Tensor], name: str) -> Optional[Te
 
 
 def finite_float(x, name: str) -> float:
+    """``x`` as a float; a ValueError names ``name`` if it is not finite.
+
+    While ``torch.compile`` traces, the value is returned unchecked: under
+    ``dynamic=True`` float arguments are symbolic, dynamo cannot trace
+    ``math.isfinite`` on them, and a check would specialise the graph on the value
+    (the same rule as the value checks of tensors, which never run while tracing).
+    """
+    if isinstance(x, bool):
+        return float(x)
     try:
         v = float(x)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number, got {x!r}") from None
+    if torch.compiler.is_compiling():
+        return v
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {v}")
     return v
@@ -194,18 +205,39 @@ def multiclass_target_ns(logits: Tensor, target: Tensor, name: str = "target", m
     return target.reshape(n, 1, -1)
 
 
+def label_ignore(target: Tensor, ignore_index: Optional[int]) -> Optional[int]:
+    """``ignore_index`` if a label of ``target``'s dtype can equal it, else None.
+
+    uint8 labels never equal -100 or -1: compared in uint8 the value would wrap
+    (-100 -> 156) and silently ignore real labels, so such an ignore_index ignores
+    nothing and the labels are range-checked like any others.
+    """
+    if ignore_index is None:
+        return None
+    if target.dtype == torch.uint8 and not 0 <= ignore_index <= 255:
+        return None
+    if target.dtype == torch.int32 and not -2**31 <= ignore_index < 2**31:
+        return None
+    return ignore_index
+
+
 def check_label_values(target: Tensor, num_classes: int, ignore_index: Optional[int], name: str = "target") -> None:
-    """Labels must lie in [0, num_classes) unless equal to ``ignore_index`` (value check)."""
+    """Labels must lie in [0, num_classes) unless equal to ``ignore_index`` (value check).
+
+    Comparisons run in int64, so a negative ``ignore_index`` never matches a wrapped uint8 label.
+    """
     if not check_values_now(target) or target.numel() == 0:
         return
     lo, hi = torch.aminmax(target)  # one pass for the common all-valid case
     if bool((lo >= 0) & (hi < num_classes)):
         return
-    bad = (target < 0) | (target >= num_classes)
+    t = target.long()
+    bad = (t < 0) | (t >= num_classes)
+    ignore_index = label_ignore(target, ignore_index)
     if ignore_index is not None:
-        bad &= target != ignore_index
+        bad &= t != ignore_index
     if bool(bad.any()):
-        v = target[bad].flatten()[:4].tolist()
+        v = t[bad].flatten()[:4].tolist()
         extra = "" if ignore_index is None else f" or equal ignore_index={ignore_index}"
         raise ValueError(
             f"{name} labels must lie in [0, {num_classes}){extra}; found e.g. {v} in {name} "
