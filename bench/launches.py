@@ -261,6 +261,8 @@ def cases() -> list:
         Case("boundary_bce_dice_loss", lambda x, t: tsl.boundary_bce_dice_loss(x, t, kernel_size=5), B, "mask",
              lambda x, t: e.boundary_bce_dice_seed001(x, t, 5)),
         Case("ncut_loss", lambda p, img: tsl.ncut_loss(p, img, radius=2), (2, 3, 16, 16), "image"),
+        Case("ncut_loss spatial_gaussian", lambda p, img: tsl.ncut_loss(p, img, radius=2, spatial_gaussian=True),
+             (2, 3, 16, 16), "image"),
         Case("confusion_matrix", lambda x, t: tsl.metrics.confusion_matrix(x, t, 4), M, "labels", backward=False),
     ]
 

@@ -23,7 +23,8 @@ field (``Optional[float]`` -> ``float?``, ``tuple[float, ...]`` -> ``float[]``),
 so the schema and the options cannot drift apart and nobody counts ``None``s.
 The backward op is ``<name>_backward``; its fake is ``empty_like(logits)``.
 
-The backward runs on the backend that was asked for when the forward ran (a
+Inside the ops autocast is off: a loss gives the same value and gradient in an
+autocast region as outside it. The backward runs on the backend that was asked for when the forward ran (a
 ``use_backend`` block may have closed by then). Gradients flow to ``logits`` only. Asking for the gradient of another tensor
 argument (a weight map with ``requires_grad``, a soft target) raises, as torch
 does for arguments it does not differentiate, instead of returning ``None``
@@ -74,6 +75,12 @@ def _outputs_schema(n: int) -> str:
     return "Tensor" if n == 1 else "(" + ", ".join(["Tensor"] * n) + ")"
 
 
+def _no_autocast(t: Tensor):
+    """Autocast off inside an op: its math runs in the accumulation dtype whatever the caller's
+    autocast region says (autocast would reach the PyTorch path's matmuls and reductions)."""
+    return torch.autocast(device_type=t.device.type, enabled=False)
+
+
 class FusedOp:
     """A forward custom op with its backward op; call it with the tensors and the options object."""
 
@@ -95,14 +102,16 @@ class FusedOp:
         ng, ns = len(self.grad_outputs), len(self.saved_outputs)
 
         def fwd_impl(*args):
-            return forward(*args[:nt], options(*args[nt:]))
+            with _no_autocast(args[0]):
+                return forward(*args[:nt], options(*args[nt:]))
 
         def fwd_fake(*args):
             return fake(*args[:nt], options(*args[nt:]))
 
         def bwd_impl(*args):
             grads_, saved_, rest = args[:ng], args[ng:ng + ns], args[ng + ns:]
-            return backward(grads_, saved_, *rest[:nt], options(*rest[nt:]))
+            with _no_autocast(rest[0]):
+                return backward(grads_, saved_, *rest[:nt], options(*rest[nt:]))
 
         def bwd_fake(*args):
             return torch.empty_like(args[ng + ns])  # the logits' shape, dtype and layout
