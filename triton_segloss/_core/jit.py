@@ -6,9 +6,10 @@ kernels themselves, so they need no AOT spec (their callers are compiled).
 
 from __future__ import annotations
 
+import math
+import struct
 import threading
 
-import numpy as np
 import torch
 import triton
 import triton.language as tl
@@ -32,7 +33,9 @@ def split_f64(v) -> tuple[float, float]:
     with :func:`scalar`. ``None`` (an absent option) is passed as (0, 0).
     """
     v = 0.0 if v is None else float(v)
-    hi = float(np.float32(v))  # host-side rounding; no tensor, no device
+    if not math.isfinite(v) or abs(v) >= 3.4e38:
+        return v, 0.0  # passed as is: the kernel sees +-inf (or nan), as fp32 would
+    hi = struct.unpack("f", struct.pack("f", v))[0]  # round to fp32 on the host; no tensor, no device
     return hi, v - hi
 
 
