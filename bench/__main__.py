@@ -42,8 +42,9 @@ def parse_args(argv=None, family=None):
     p.add_argument("--only", nargs="+", default=None, help="--launches: only cases whose name contains one of these")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="logits dtype")
-    p.add_argument("--target-dtype", choices=["native", "uint8"], default="native",
-                   help="native: fp32 masks / int64 labels; uint8: both as uint8 (other providers convert back)")
+    p.add_argument("--target-dtype", choices=["native", "uint8", "bool", "int32"], default="native",
+                   help="native: fp32 masks / int64 labels; uint8: both as uint8; bool: masks as bool; "
+                        "int32: labels as int32 (other providers convert back)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--providers", nargs="+", default=None,
                    help="only these providers (tsl eager torch_compile torch_native monai kornia smp)")

@@ -403,13 +403,17 @@ def _kernel_summary(by_op, elems: int) -> str:
 
 
 def _inputs(case: Case, shape, device, args, gen, fns: dict):
-    """(logits, target, providers) for one size; ``--target-dtype uint8`` hands tsl a uint8 target
-    and every other provider the same uint8 target converted back inside the call (as users must)."""
+    """(logits, target, providers) for one size; ``--target-dtype uint8|bool|int32`` hands tsl the
+    target in that dtype (bool applies to masks only, int32 to labels only; otherwise the target
+    stays native) and every other provider the same target converted back inside the call (as
+    users must)."""
     logits, target = case.make(shape, device, _dtype(args.dtype), gen)
     fns = dict(fns)
-    if args.target_dtype == "uint8":
+    want = {"uint8": torch.uint8, "bool": torch.bool, "int32": torch.int32}.get(args.target_dtype)
+    is_labels = not target.is_floating_point() and target.dtype != torch.bool
+    if want is not None and (want == torch.uint8 or (want == torch.bool) != is_labels):
         native = target.dtype
-        target = target.to(torch.uint8)
+        target = target.to(want)
         for name, fn in fns.items():
             if name != "tsl":
                 fns[name] = (lambda f: lambda x, t: f(x, t.to(native)))(fn)
