@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -6,6 +8,8 @@ import triton_segloss as tsl
 from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, upstream_not_one, value_and_grad
 from reference import focal as ref
 from tolerances import assert_grad, assert_value
+from triton.runtime import interpreter
+from triton_segloss.focal.ops import SigmoidFocalOptions, SoftmaxFocalOptions, focal_sigmoid, focal_softmax
 
 
 def _mask(shape, p=0.4):
@@ -252,28 +256,28 @@ def test_gradcheck_fp64(backend):
 def test_opcheck(backend):
     x = torch.randn(2, 3, 8, requires_grad=True)
     t = _mask((2, 3, 8))
+    t[0, 0, :2] = 1.0
     y = torch.randint(0, 3, (2, 1, 8))
+    y[0, 0, 0] = -100
     a = torch.tensor([0.2, 0.3, 0.5])
+    g = torch.randn(2, 3, 8)
     sig_cases = [
-        (x, t, 0.25, True, 2.0, False, 0.0, "mean"),
-        (x, t, 0.25, False, 0.5, True, 1.0, "none"),
+        ((x, t), SigmoidFocalOptions()),
+        ((x, t), SigmoidFocalOptions(alpha=None, gamma=0.5, ignore_index=1.0, reduction="none")),
+        ((x, t), SigmoidFocalOptions(alpha=0.6, gamma=0.0, reduction="sum")),
     ]
     soft_cases = [
-        (x, y, None, 0.25, 0.0, True, -100, "sum"),
-        (x, y, a, 1.0, 0.5, True, 1, "none"),
+        ((x, y, None), SoftmaxFocalOptions(alpha=0.25, gamma=0.0, ignore_index=-100, reduction="sum")),
+        ((x, y, a), SoftmaxFocalOptions(gamma=0.5, ignore_index=1, reduction="none")),
+        ((x, y, None), SoftmaxFocalOptions(class_alpha=(0.2, 0.3, 0.5), ignore_index=-100, reduction="mean")),
     ]
-    g = torch.randn(2, 3, 8)
-    for fwd, bwd, cases, gmap in (
-        (torch.ops.triton_segloss.focal_sigmoid_forward, torch.ops.triton_segloss.focal_sigmoid_backward, sig_cases, g),
-        (torch.ops.triton_segloss.focal_softmax_forward, torch.ops.triton_segloss.focal_softmax_backward, soft_cases,
-         g[:, 0]),
-    ):
-        for args in cases:
-            torch.library.opcheck(fwd, args)
-            args = (args[0].detach(),) + args[1:]
-            stats = fwd(*args)[1]
-            grad = gmap if args[-1] == "none" else g[0, 0, 0]
-            torch.library.opcheck(bwd, (grad, stats, *args))
+    for op, cases, gmap in ((focal_sigmoid, sig_cases, g), (focal_softmax, soft_cases, g[:, 0])):
+        for tensors, opts in cases:
+            torch.library.opcheck(op.forward_op, (*tensors, *opts))
+            tensors = (tensors[0].detach(),) + tensors[1:]
+            coef = op.forward_op(*tensors, *opts)[1]
+            grad = gmap if opts.reduction == "none" else g[0, 0, 0]
+            torch.library.opcheck(op.backward_op, (grad, coef, *tensors, *opts))
 
 
 @pytest.mark.parametrize("mode", ["binary", "multiclass"])
@@ -286,6 +290,119 @@ def test_compile_fullgraph(backend, mode):
     module = tsl.FocalLoss(mode=mode, **opts)  # calls the functional: one compile covers both
     compiled_matches_eager(lambda a, b: module(a, b), x, t)
     compiled_matches_eager(lambda a, b: tsl.focal_loss(a, b, mode=mode, reduction="none").sum(), x, t)
+
+
+COMPILE_CASES = [
+    ("binary", {}),
+    ("binary", {"alpha": None, "gamma": 0.5, "ignore_index": 255, "reduction": "none"}),
+    ("multilabel", {"alpha": 0.6, "reduction": "sum"}),
+    ("multiclass", {"alpha": [0.2, 0.3, 0.5], "ignore_index": 255}),
+    ("multiclass", {"alpha": None, "gamma": 0.0, "reduction": "none"}),
+    ("multiclass", {"alpha": 0.5, "gamma": 1.5, "reduction": "sum"}),
+]
+
+
+@pytest.mark.parametrize("mode,opts", COMPILE_CASES, ids=lambda v: v if isinstance(v, str) else
+                         "-".join(f"{k}{w}" for k, w in v.items()) or "plain")
+def test_compile_fullgraph_dynamic(backend, mode, opts):
+    """dynamic=True: symbolic shapes through the api, the ops' fakes and autograd, no graph break."""
+    torch._dynamo.reset()
+
+    def fn(a, b):
+        return tsl.focal_loss(a, b, mode=mode, **opts)
+
+    compiled = torch.compile(fn, fullgraph=True, dynamic=True, backend="aot_eager")
+    c = 1 if mode == "binary" else 3
+    for spatial in ((6, 6), (5, 7)):  # a second size runs the same symbolic graph
+        x = torch.randn(2, c, *spatial) * 3
+        t = _labels(2, c, *spatial) if mode == "multiclass" else _mask(x.shape)
+        if "ignore_index" in opts:
+            t[0, ..., 0] = 255
+        loss, grad = value_and_grad(compiled, x, t, upstream=upstream_not_one)
+        want, want_grad = value_and_grad(fn, x, t, upstream=upstream_not_one)
+        torch.testing.assert_close(loss, want, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(grad, want_grad, rtol=1e-6, atol=1e-7)
+
+
+def test_recipe_compile_fullgraph_dynamic(backend):
+    """Seed 004's recipe (a per-class alpha list, ignore_index -100, sum) under dynamic=True."""
+    torch._dynamo.reset()
+
+    def fn(a, b):
+        return tsl.recipes.focal_loss(a, b, alpha=[0.2, 0.3, 0.5], beta=2)
+
+    compiled = torch.compile(fn, fullgraph=True, dynamic=True, backend="aot_eager")
+    for spatial in ((4, 6), (7, 3)):
+        x = torch.randn(2, 3, *spatial)
+        y = _labels(2, 3, *spatial)
+        y[1, 0] = -100
+        loss, grad = value_and_grad(compiled, x, y)
+        want, want_grad = value_and_grad(fn, x, y)
+        torch.testing.assert_close(loss, want, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(grad, want_grad, rtol=1e-6, atol=1e-7)
+
+
+# ---- class stride 2^30: int64 class offsets -------------------------------------
+
+CLASS_STRIDE = 2**30
+
+
+@pytest.fixture(scope="module")
+def class_stride_view(tmp_path_factory):
+    """A (1, 3, S) float32 view with class stride 2^30: class 2 starts 2^31 elements (8 GiB) in, where
+    an int32 ``c * stride_xc`` overflows. A sparse memory-mapped file: a few pages of disk."""
+    s = 37
+    path = tmp_path_factory.mktemp("classes") / "sparse.bin"
+    numel = 2 * CLASS_STRIDE + 4096
+    with open(path, "wb") as f:
+        f.truncate(numel * 4)
+    big = torch.from_file(str(path), shared=True, size=numel, dtype=torch.float32)
+    x = big.as_strided((1, 3, s), (3 * CLASS_STRIDE, CLASS_STRIDE, 1))
+    x.copy_(torch.randn(1, 3, s, generator=torch.Generator().manual_seed(3)) * 3)
+    yield x
+    del x, big
+    os.unlink(path)
+
+
+@pytest.fixture
+def in_place_interpreter(monkeypatch):
+    # the interpreter copies every argument's storage back onto itself after a launch (a no-op for CPU
+    # tensors, run in place); that copy would touch all 4 GiB
+    monkeypatch.setattr(interpreter.GridExecutor, "_restore_args_dev", lambda self, *a, **k: None)
+
+
+FAR_CASES = [
+    ("multilabel", {}),
+    ("multilabel", {"alpha": None, "gamma": 0.5, "ignore_index": 255, "reduction": "none"}),
+    ("multiclass", {"alpha": [0.3, 0.7, 1.2], "ignore_index": 255}),
+    ("multiclass", {"gamma": 0.5, "reduction": "none"}),
+    ("multiclass", {"alpha": torch.tensor([0.4, 1.5, 0.8]), "reduction": "sum"}),
+]
+
+
+@pytest.mark.parametrize("mode,opts", FAR_CASES, ids=lambda v: v if isinstance(v, str) else
+                         "-".join(f"{k}{w}" for k, w in v.items()) or "plain")
+def test_class_stride_2_30(class_stride_view, in_place_interpreter, mode, opts):
+    x = class_stride_view
+    assert x.stride(1) == CLASS_STRIDE and x.stride(1) * (x.shape[1] - 1) >= 2**31
+    gen = torch.Generator().manual_seed(4)
+    s = x.shape[2]
+    if mode == "multiclass":
+        t = torch.randint(0, 3, (1, s), generator=gen)
+    else:
+        t = (torch.rand(1, 3, s, generator=gen) > 0.5).float()
+    if "ignore_index" in opts:
+        t[..., :3] = 255
+    near = x.clone()
+    with tsl.use_backend("triton"):
+        far_loss, far_grad = value_and_grad(tsl.focal_loss, x, t, mode=mode, upstream=upstream_not_one, **opts)
+        near_loss, near_grad = value_and_grad(tsl.focal_loss, near, t, mode=mode, upstream=upstream_not_one, **opts)
+    assert torch.equal(far_loss, near_loss)
+    assert torch.equal(far_grad, near_grad)
+    if "ignore_index" not in opts:  # the far view's values are right, not only the same as near
+        kw = {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in opts.items()}
+        ref_fn = ref.softmax_focal_loss if mode == "multiclass" else ref.sigmoid_focal_loss
+        assert_value(far_loss, ref_fn(near.double(), t, **kw), torch.float32)
 
 
 def test_deterministic(backend):

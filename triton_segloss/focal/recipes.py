@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..functional import focal_loss as _focal_loss
+from .api import focal_loss as _focal_loss
 
 __all__ = ["focal_loss"]
 

@@ -1,4 +1,4 @@
-"""Focal loss: sigmoid focal (binary / multilabel) and softmax focal (multiclass)."""
+"""Public functions of the focal family: sigmoid focal (binary / multilabel) and softmax focal (multiclass)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from .. import ops as _ops  # noqa: F401  (registers the custom ops)
 from triton_segloss._core.validate import (
-    acc_dtype, as_ncs, binary_target_ncs, check_binary_values, check_label_values, check_logits,
-    check_reduction, check_same_device, finite_float, multiclass_target_ns, shape_str,
+    as_ncs, binary_target_ncs, check_binary_values, check_label_values, check_logits, check_reduction,
+    check_same_device, finite_float, multiclass_target_ns, shape_str,
 )
+
+from .ops import SigmoidFocalOptions, SoftmaxFocalOptions, focal_sigmoid, focal_softmax
 
 __all__ = ["focal_loss"]
 
@@ -26,29 +27,27 @@ def _scalar_alpha(alpha) -> Optional[float]:
     return a if a >= 0 else None
 
 
-def _class_alpha(logits: Tensor, alpha) -> tuple[Optional[Tensor], float]:
-    """(per-class weights (C,) or None, scalar weight) for the softmax form."""
+def _class_alpha(logits: Tensor, alpha) -> tuple[Optional[Tensor], Optional[tuple[float, ...]], float]:
+    """(per-class tensor (C,) or None, per-class values or None, uniform weight) for the softmax form."""
     if alpha is None or isinstance(alpha, (int, float)):
         a = _scalar_alpha(alpha)
-        return None, 1.0 if a is None else a
+        return None, None, 1.0 if a is None else a
     c = logits.shape[1]
     if isinstance(alpha, Tensor):
         if alpha.is_complex() or not (alpha.is_floating_point() or alpha.dtype in (torch.int32, torch.int64)):
             raise TypeError(f"alpha must be a real tensor, got dtype {alpha.dtype}")
         check_same_device(logits, "logits", alpha, "alpha")
-        w = alpha.reshape(-1)
-    elif isinstance(alpha, Sequence):
-        w = [finite_float(a, f"alpha[{i}]") for i, a in enumerate(alpha)]
-        if any(a < 0 for a in w):
+        w, values, k = alpha.reshape(-1), None, alpha.numel()  # read in place, in its dtype, by the kernels
+    elif isinstance(alpha, Sequence) and not isinstance(alpha, str):
+        values = tuple(finite_float(a, f"alpha[{i}]") for i, a in enumerate(alpha))
+        if any(a < 0 for a in values):
             raise ValueError(f"alpha entries must be >= 0, got {list(alpha)}")
-        w = torch.tensor(w, dtype=acc_dtype(logits.dtype), device=logits.device)
+        w, k = None, len(values)
     else:
         raise TypeError(f"alpha must be a number, a per-class sequence, a tensor or None, got {type(alpha).__name__}")
-    if w.numel() != c:
-        raise ValueError(
-            f"alpha has {w.numel()} entries but logits {shape_str(logits)} have {c} classes"
-        )
-    return w.to(acc_dtype(logits.dtype)), 1.0
+    if k != c:
+        raise ValueError(f"alpha has {k} entries but logits {shape_str(logits)} have {c} classes")
+    return w, values, 1.0
 
 
 def focal_loss(
@@ -94,6 +93,12 @@ def focal_loss(
 
     Returns the loss in float32 (float64 for float64 logits); the gradient has the logits'
     dtype and layout.
+
+    Example:
+        >>> import torch, triton_segloss as tsl
+        >>> x = torch.zeros(1, 1, 2, 2)
+        >>> round(float(tsl.focal_loss(x, torch.ones(1, 1, 2, 2), alpha=None, gamma=0.0)), 4)  # log 2
+        0.6931
     """
     check_logits(logits)
     check_reduction(reduction)
@@ -112,11 +117,10 @@ def focal_loss(
                 raise ValueError(f"ignore_index must be an integer label for mode='multiclass', got {ignore_index}")
             ignore_index = int(ignore_index)
         check_label_values(target, c, ignore_index)
-        alpha_w, alpha_value = _class_alpha(logits, alpha)
-        loss, _ = torch.ops.triton_segloss.focal_softmax_forward(
-            x, y, alpha_w, alpha_value, gamma, ignore_index is not None,
-            0 if ignore_index is None else ignore_index, reduction,
-        )
+        alpha_w, class_alpha, alpha_value = _class_alpha(logits, alpha)
+        opts = SoftmaxFocalOptions(alpha=alpha_value, class_alpha=class_alpha, gamma=gamma,
+                                   ignore_index=ignore_index, reduction=reduction)
+        loss, _ = focal_softmax(x, y, alpha_w, opts)
         if reduction == "none":
             return loss.view((n, *logits.shape[2:]))
         return loss
@@ -128,16 +132,13 @@ def focal_loss(
         )
     if isinstance(alpha, (Sequence, Tensor)):
         raise TypeError(f"alpha must be a number or None for mode={mode!r}, got {type(alpha).__name__}")
-    a = _scalar_alpha(alpha)
     t = binary_target_ncs(logits, target)
     if ignore_index is not None:
         ignore_index = finite_float(ignore_index, "ignore_index")
     check_binary_values(target, ignore_index)
-    loss, _ = torch.ops.triton_segloss.focal_sigmoid_forward(
-        x, t, 0.0 if a is None else a, a is not None, gamma, ignore_index is not None,
-        0.0 if ignore_index is None else ignore_index, reduction,
-    )
+    opts = SigmoidFocalOptions(alpha=_scalar_alpha(alpha), gamma=gamma, ignore_index=ignore_index,
+                               reduction=reduction)
+    loss, _ = focal_sigmoid(x, t, opts)
     if reduction == "none":
         return loss.view(logits.shape)
     return loss
-

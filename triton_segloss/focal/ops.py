@@ -1,0 +1,129 @@
+"""The focal family's custom ops ``triton_segloss::focal_sigmoid`` and ``focal_softmax``
+(and their ``_backward`` ops).
+
+``focal_sigmoid(logits, target, options) -> (loss, coef)`` on (N, C, S) views;
+``focal_softmax(logits, target, alpha_weight?, options) -> (loss, coef)`` on logits
+(N, C, S) and labels (N, 1, S). ``loss`` is 0-d (``"mean"``/``"sum"``) or the
+elementwise map (``(N, C, S)`` sigmoid, ``(N, S)`` softmax) for ``"none"``; ``coef``
+holds the one gradient scale per unit upstream gradient the finisher wrote (``(0,)``
+for ``"none"``). The backward reads ``coef`` and the upstream gradient from device
+memory: no host sync anywhere.
+
+A per-class ``alpha`` given as a Python sequence travels as the option
+``class_alpha``; its device copy is made once per (device, dtype, values) and
+cached here, never per call.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple, Optional
+
+import torch
+
+from triton_segloss._core.backend import select
+from triton_segloss._core.op import define_op
+from triton_segloss._core.validate import acc_dtype
+
+from . import torch_impl
+
+
+class SigmoidFocalOptions(NamedTuple):
+    """Every option of the sigmoid (binary / multilabel) focal loss, checked, as the op receives them."""
+
+    alpha: Optional[float] = 0.25  # alpha_t = alpha t + (1 - alpha)(1 - t); None: alpha_t = 1
+    gamma: float = 2.0
+    ignore_index: Optional[float] = None
+    reduction: str = "mean"
+
+
+class SoftmaxFocalOptions(NamedTuple):
+    """Every option of the softmax (multiclass) focal loss, checked, as the op receives them."""
+
+    alpha: float = 1.0  # the uniform class weight, used when no per-class alpha is given
+    class_alpha: Optional[tuple[float, ...]] = None  # per-class alpha from a Python sequence (C,)
+    gamma: float = 2.0
+    ignore_index: Optional[int] = None
+    reduction: str = "mean"
+
+
+def _impl(device):
+    if select(device) == "triton":
+        from . import kernels
+
+        return kernels
+    return torch_impl
+
+
+def _fake(logits, map_shape, o):
+    acc = acc_dtype(logits.dtype)
+    none = o.reduction == "none"
+    return (logits.new_empty(map_shape if none else (), dtype=acc),
+            logits.new_empty((0 if none else 1,), dtype=acc))
+
+
+# ---- sigmoid focal ------------------------------------------------------------------------
+
+def _sigmoid_forward(logits, target, o):
+    return _impl(logits.device).sigmoid_forward(logits, target, o)
+
+
+def _sigmoid_fake(logits, target, o):
+    return _fake(logits, logits.shape, o)
+
+
+def _sigmoid_backward(grads, saved, logits, target, o):
+    (g,), (coef,) = grads, saved
+    return _impl(logits.device).sigmoid_backward(g, coef, logits, target, o)
+
+
+focal_sigmoid = define_op("focal_sigmoid", SigmoidFocalOptions, tensors=("logits", "target"), outputs=2,
+                          forward=_sigmoid_forward, fake=_sigmoid_fake, backward=_sigmoid_backward,
+                          saved_outputs=(1,))
+
+
+# ---- softmax focal ------------------------------------------------------------------------
+
+_CLASS_ALPHA: dict = {}
+_CLASS_ALPHA_MAX = 64  # distinct (device, dtype, values) kept; the oldest goes first
+_CLASS_ALPHA_LOCK = threading.Lock()
+
+
+def _class_alpha(values: tuple, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The per-class alpha ``values`` as a (C,) tensor on ``device``: one host-to-device copy per
+    (device, dtype, values), not one per call (on CUDA each would be a synchronising copy)."""
+    key = (device, dtype, values)
+    with _CLASS_ALPHA_LOCK:
+        w = _CLASS_ALPHA.get(key)
+        if w is None:
+            if len(_CLASS_ALPHA) >= _CLASS_ALPHA_MAX:
+                _CLASS_ALPHA.pop(next(iter(_CLASS_ALPHA)))
+            w = _CLASS_ALPHA[key] = torch.tensor(values, dtype=dtype, device=device)
+    return w
+
+
+def _alpha_weight(logits, alpha_weight, o):
+    """The per-class weights the backends read: the alpha tensor, the cached ``class_alpha``, or None."""
+    if alpha_weight is not None or o.class_alpha is None:
+        return alpha_weight
+    return _class_alpha(tuple(o.class_alpha), logits.device, acc_dtype(logits.dtype))
+
+
+def _softmax_forward(logits, target, alpha_weight, o):
+    aw = _alpha_weight(logits, alpha_weight, o)
+    return _impl(logits.device).softmax_forward(logits, target[:, 0], aw, o)
+
+
+def _softmax_fake(logits, target, alpha_weight, o):
+    return _fake(logits, (logits.shape[0], logits.shape[2]), o)
+
+
+def _softmax_backward(grads, saved, logits, target, alpha_weight, o):
+    (g,), (coef,) = grads, saved
+    aw = _alpha_weight(logits, alpha_weight, o)
+    return _impl(logits.device).softmax_backward(g, coef, logits, target[:, 0], aw, o)
+
+
+focal_softmax = define_op("focal_softmax", SoftmaxFocalOptions, tensors=("logits", "target", "alpha_weight?"),
+                          outputs=2, forward=_softmax_forward, fake=_softmax_fake, backward=_softmax_backward,
+                          saved_outputs=(1,))
