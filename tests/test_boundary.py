@@ -5,8 +5,11 @@ import torch
 import torch.nn.functional as F
 
 import triton_segloss as tsl
-from triton_segloss.functional._boundary import default_kernel_size
-from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, upstream_not_one
+from triton_segloss import recipes
+from triton_segloss.boundary.ops import BoundaryBCEDiceOptions, WeightMapOptions, boundary_bce_dice, \
+    default_kernel_size, weight_map
+from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, upstream_not_one, \
+    value_and_grad
 from reference import boundary as ref
 
 
@@ -129,12 +132,25 @@ def test_not_differentiable_target_is_fine():
 
 
 def test_opcheck(backend):
-    for t, args in (
-        (_blobs((2, 1, 9, 10), cells=3), (3, 2, 0.01, 0.99, 3.0, True)),
-        (_blobs((2, 1, 9, 10), cells=3).to(torch.uint8), (5, 2, 0.2, 0.7, 2.0, False)),
-        (_blobs((1, 5, 6, 7), cells=2).double(), (3, 3, 0.01, 0.99, 3.0, True)),
+    for t, opts in (
+        (_blobs((2, 1, 9, 10), cells=3), WeightMapOptions(3, 2, 0.01, 0.99, 3.0, True)),
+        (_blobs((2, 1, 9, 10), cells=3).to(torch.uint8), WeightMapOptions(5, 2, 0.2, 0.7, 2.0, False)),
+        (_blobs((1, 5, 6, 7), cells=2).double(), WeightMapOptions(3, 3, 0.01, 0.99, 3.0, True)),
+        (_blobs((2, 1, 9, 10), cells=3), WeightMapOptions(None, 2, 0.01, 0.99, 3.0, True)),
     ):
-        torch.library.opcheck(torch.ops.triton_segloss.boundary_weight_map, (t, *args))
+        torch.library.opcheck(weight_map.forward_op, (t, *opts))
+
+
+@pytest.mark.parametrize("opts", [BoundaryBCEDiceOptions(kernel_size=3),
+                                  BoundaryBCEDiceOptions(kernel_size=None, log_dice=True),
+                                  BoundaryBCEDiceOptions(kernel_size=3, weighted=False)])
+def test_opcheck_loss(backend, opts):
+    for x, t in ((torch.randn(2, 1, 7, 6), _blobs((2, 1, 7, 6), cells=2)),
+                 (torch.randn(1, 1, 4, 5, 6, dtype=torch.float64), _blobs((1, 1, 4, 5, 6), cells=2).double())):
+        torch.library.opcheck(boundary_bce_dice.forward_op, (x.requires_grad_(), t, *opts))
+        loss, bce, dice, coef, band = boundary_bce_dice(x.detach(), t, opts)
+        g = torch.tensor(0.37, dtype=loss.dtype)
+        torch.library.opcheck(boundary_bce_dice.backward_op, (g, None, g, coef, band, x.detach(), t, *opts))
 
 
 def test_compile_fullgraph_and_deterministic(backend):
@@ -187,6 +203,95 @@ def test_loss_compile_module_and_determinism(backend):
     compiled_matches_eager(lambda a, b: m(a, b), x, t)
     torch.testing.assert_close(m(x, t), tsl.boundary_bce_dice_loss(x, t, 3, log_dice=True))
     bitwise_deterministic(tsl.boundary_bce_dice_loss, x, t, 3)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda a, b: tsl.boundary_bce_dice_loss(a, b, 3),
+    lambda a, b: tsl.boundary_bce_dice_loss(a, b, log_dice=True),  # kernel_size=None: from the height at run time
+    lambda a, b: tsl.boundary_weight_map(b, 5).sum() * a.sum(),  # the map is a constant: the graph still holds it
+    lambda a, b: recipes.combined_loss(a, b)[0] + recipes.combined_loss(a, b, is_weight=False)[2],
+], ids=["loss", "loss_default_kernel", "weight_map", "combined_loss"])
+def test_compile_dynamic_fullgraph(backend, fn):
+    """torch.compile(fullgraph=True, dynamic=True): no graph break, one graph for three sizes, eager values."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(fn, fullgraph=True, dynamic=True, backend="aot_eager")
+    for shape in ((2, 1, 9, 7), (3, 1, 12, 10), (4, 1, 14, 11)):
+        x, t = torch.randn(shape), _blobs(shape, cells=3)
+        (a, ga), (b, gb) = (value_and_grad(f, x, t) for f in (compiled, fn))
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(ga, gb, rtol=1e-6, atol=1e-7)
+    assert counters["stats"]["unique_graphs"] == 1
+
+
+# ---- offsets past 2^31 elements: a class-like axis (D, or the batch) with stride 2^30 ----------------
+
+_FAR = 2**30
+
+
+@pytest.fixture(scope="module")
+def sparse_storage(tmp_path_factory):
+    """2^31 + 2^16 float32 elements of a sparse memory-mapped file (8 GiB of address space)."""
+    path = tmp_path_factory.mktemp("far") / "sparse.bin"
+    numel = 2 * _FAR + 2**16
+    with open(path, "wb") as f:
+        f.truncate(numel * 4)
+    big = torch.from_file(str(path), shared=True, size=numel, dtype=torch.float32)
+    yield big
+    del big
+    path.unlink()
+
+
+@pytest.fixture
+def in_place_interpreter(monkeypatch):
+    """The interpreter copies every argument's storage back after a launch: 8 GiB here; skip it."""
+    from triton.runtime import interpreter
+
+    monkeypatch.setattr(interpreter.GridExecutor, "_restore_args_dev", lambda self, *a, **k: None)
+
+
+def _far(big, shape, strides, offset, values):
+    v = big.as_strided(shape, strides, offset)
+    v.copy_(values)
+    return v
+
+
+def _same_far_and_near(fn, x, t):
+    """``fn`` on the far views and on small contiguous copies: same value and gradient, bit for bit."""
+    outs = []
+    for a, b in ((x, t), (x.clone(), t.clone())):
+        a = a.detach().requires_grad_(True)
+        loss = fn(a, b)
+        outs.append((loss.detach(), torch.autograd.grad(loss, a)[0]))
+    (lf, gf), (ln, gn) = outs
+    assert torch.equal(lf, ln) and torch.equal(gf, gn)
+
+
+def test_past_2_31_depth_stride(sparse_storage, in_place_interpreter):
+    # (1, 1, 3, 4, 8) volumes whose slice d = 2 starts 2^31 elements in: every kernel multiplies d by 2^30
+    shape, strides = (1, 1, 3, 4, 8), (3 * _FAR, 3 * _FAR, _FAR, 8, 1)
+    x = _far(sparse_storage, shape, strides, 0, torch.randn(shape) * 3)
+    t = _far(sparse_storage, shape, strides, 2**15, _blobs(shape, cells=2))
+    with tsl.use_backend("triton"):
+        for k in (1, 3):
+            _same_far_and_near(lambda a, b: tsl.boundary_bce_dice_loss(a, b, k, log_dice=True), x, t)
+            assert torch.equal(tsl.boundary_weight_map(t, k), tsl.boundary_weight_map(t.clone(), k))
+        m = t[:, 0]  # (N, D, H, W) seen as a volume
+        assert torch.equal(tsl.boundary_weight_map(m, 3, spatial_dims=3), tsl.boundary_weight_map(m.clone(), 3,
+                                                                                                 spatial_dims=3))
+
+
+def test_past_2_31_batch_stride(sparse_storage, in_place_interpreter):
+    # (3, 1, 5, 8) images whose image n = 2 starts 2^31 elements in
+    shape, strides = (3, 1, 5, 8), (_FAR, 40, 8, 1)
+    x = _far(sparse_storage, shape, strides, 0, torch.randn(shape) * 3)
+    t = _far(sparse_storage, shape, strides, 2**15, _blobs(shape, cells=2))
+    with tsl.use_backend("triton"):
+        _same_far_and_near(lambda a, b: tsl.boundary_bce_dice_loss(a, b, 3), x, t)
+        _same_far_and_near(lambda a, b: recipes.combined_loss(a, b, is_weight=False)[0], x, t)
+        assert torch.equal(tsl.boundary_weight_map(t, 3), tsl.boundary_weight_map(t.clone(), 3))
 
 
 # ---- bad input -------------------------------------------------------------

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from ..functional import boundary_weight_map
+from .api import _bce_dice_terms
 
 __all__ = ["combined_loss"]
 
@@ -23,13 +22,11 @@ def combined_loss(logits: Tensor, labels: Tensor, is_weight: bool = True, is_log
     fused pass over the logits.
 
     Differs from the seed: heights outside its table (128, 256, 512, 1024, 1280) get the
-    kernel size of :func:`~triton_segloss.functional._boundary.default_kernel_size` instead of
+    kernel size of :func:`~triton_segloss.boundary.ops.default_kernel_size` instead of
     ``ValueError('Unknown height')``; it runs on any device (the seed calls ``.cuda()``); the
     weighted BCE divides by the number of pixels, which the normalisation makes equal to
     ``sum(w)`` up to rounding.
     """
-    from ..dice import bce_dice_terms  # provided by the Dice family
-
     size = logits.shape
     if logits.dim() != 4 or size[1] != 1:
         raise ValueError(f"logits must have shape (N, 1, H, W), got {tuple(size)}")
@@ -37,8 +34,4 @@ def combined_loss(logits: Tensor, labels: Tensor, is_weight: bool = True, is_log
         raise ValueError(
             f"labels must have N*H*W = {logits.numel()} elements like logits {tuple(size)}, got {tuple(labels.shape)}"
         )
-    labels = labels.reshape(size)
-    weight = boundary_weight_map(labels) if is_weight else None
-    bce, dice = bce_dice_terms(logits, labels, weight=weight, smooth_num=2.0, smooth_den=1.0)
-    loss = bce - torch.log1p(-dice) if is_log_dice else bce + dice
-    return loss, bce, dice
+    return _bce_dice_terms(logits, labels.reshape(size), None, is_weight, is_log_dice, "combined_loss")

@@ -1,40 +1,19 @@
-"""Seed 001's boundary weights (avg-pool band) and its boundary-weighted BCE + soft Dice."""
+"""Public functions of the boundary family: seed 001's boundary weights and its boundary-weighted
+BCE + soft Dice."""
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from .. import ops as _ops  # noqa: F401  (registers the custom ops)
-from triton_segloss._core.validate import binary_target_ncs, check_binary_values, check_logits, finite_float, shape_str
+from triton_segloss._core.validate import binary_target_ncs, check_binary_values, check_logits, finite_float, \
+    shape_str
+
+from .ops import BoundaryBCEDiceOptions, WeightMapOptions, boundary_bce_dice, weight_map
 
 __all__ = ["boundary_weight_map", "boundary_bce_dice_loss"]
-
-SEED001_KERNEL_SIZES = {128: 11, 256: 21, 512: 21, 1024: 41, 1280: 51}
-"""Seed 001's kernel size by image height H (it raises for any other height)."""
-
-
-def default_kernel_size(height: int) -> int:
-    """Seed 001's table for H in {128, 256, 512, 1024, 1280}; any other H gets the nearest odd
-    integer (ties up) to the piecewise-linear interpolation of that table in H, extended
-    through the origin below 128 (k = 11 H / 128) and proportionally above 1280
-    (k = 51 H / 1280), and never less than 3. E.g. H = 64 -> 5, 384 -> 21, 768 -> 31, 2048 -> 81.
-    """
-    h = int(height)
-    if h in SEED001_KERNEL_SIZES:
-        return SEED001_KERNEL_SIZES[h]
-    pts = sorted(SEED001_KERNEL_SIZES.items())
-    if h < pts[0][0]:
-        k = h * pts[0][1] / pts[0][0]
-    elif h > pts[-1][0]:
-        k = h * pts[-1][1] / pts[-1][0]
-    else:
-        (h0, k0), (h1, k1) = next((a, b) for a, b in zip(pts, pts[1:]) if a[0] < h < b[0])
-        k = k0 + (k1 - k0) * (h - h0) / (h1 - h0)
-    return max(3, 2 * math.floor(k / 2) + 1)
 
 
 def _spatial_dims(target: Tensor, spatial_dims: Optional[int]) -> int:
@@ -50,9 +29,10 @@ def _spatial_dims(target: Tensor, spatial_dims: Optional[int]) -> int:
     return spatial_dims
 
 
-def _kernel_size(kernel_size, height: int) -> int:
+def _kernel_size(kernel_size) -> Optional[int]:
+    """The checked kernel size; ``None`` stays ``None`` (the op picks it from the height)."""
     if kernel_size is None:
-        return default_kernel_size(height)
+        return None
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int):
         raise TypeError(f"kernel_size must be an odd int or None, got {kernel_size!r}")
     if kernel_size < 1 or kernel_size % 2 == 0:
@@ -83,7 +63,7 @@ def boundary_weight_map(
 
     computed as exact window sums (a separable box filter whose cost per pixel does not
     depend on k) tested against thresholds that reproduce avg_pool's rounded mean bit for bit
-    (see ``ops/boundary.py``), so ``ind`` equals the seed's for 0/1 masks, and ``w`` equals
+    (see ``boundary/ops.py``), so ``ind`` equals the seed's for 0/1 masks, and ``w`` equals
     the seed's weights up to the rounding of ``sum(w)`` past 2^24.
 
     Args:
@@ -93,9 +73,9 @@ def boundary_weight_map(
             their window sums are computed in float32 (float64 for float64 targets; float64 on
             the PyTorch path) and may differ from avg_pool's by summation rounding, so a pixel
             whose mean lies within that rounding of ``low``/``high`` can land on either side.
-        kernel_size: odd box width k; None picks :func:`default_kernel_size` of the height
-            (the second-to-last dim): seed 001's table for its heights, a documented rule for
-            every other height (never an error).
+        kernel_size: odd box width k; None picks :func:`~triton_segloss.boundary.ops.default_kernel_size`
+            of the height (the second-to-last dim): seed 001's table for its heights, a documented
+            rule for every other height (never an error).
         low, high: the band on the box mean, inclusive (the seed's ``ge``/``le``).
         boundary_weight: weight of band pixels before normalisation (the seed's 1 + 2).
         normalize: rescale so the weights sum to the number of elements (seed 001).
@@ -104,6 +84,12 @@ def boundary_weight_map(
 
     Returns float32 weights (float64 for a float64 target) shaped like ``target``. Not
     differentiable (it reads the target only); a custom op, so ``torch.compile`` traces it.
+
+    Example:
+        >>> t = torch.zeros(1, 1, 8, 8); t[..., 2:6, 2:6] = 1
+        >>> w = boundary_weight_map(t, 3)
+        >>> w.shape, bool(w.max() > w.min())
+        (torch.Size([1, 1, 8, 8]), True)
     """
     if not isinstance(target, Tensor):
         raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
@@ -112,18 +98,37 @@ def boundary_weight_map(
     sd = _spatial_dims(target, spatial_dims)
     if target.numel() == 0:
         raise ValueError(f"target is empty: shape {shape_str(target)}")
-    k = _kernel_size(kernel_size, target.shape[-2])
-    low = finite_float(low, "low")
-    high = finite_float(high, "high")
-    boundary_weight = finite_float(boundary_weight, "boundary_weight")
+    opts = WeightMapOptions(
+        kernel_size=_kernel_size(kernel_size), spatial_dims=sd, low=finite_float(low, "low"),
+        high=finite_float(high, "high"), boundary_weight=finite_float(boundary_weight, "boundary_weight"),
+        normalize=bool(normalize),
+    )
     check_binary_values(target, None)
     t = target.detach()
     if t.dtype == torch.bool:
         t = t.view(torch.uint8)
     spatial = tuple(t.shape[-sd:])
     t4 = t.reshape(-1, 1, *spatial) if sd == 2 else t.reshape(-1, *spatial)
-    w = torch.ops.triton_segloss.boundary_weight_map(t4, k, sd, low, high, boundary_weight, bool(normalize))
-    return w.view(target.shape)
+    return weight_map(t4, opts).view(target.shape)
+
+
+def _bce_dice_terms(logits: Tensor, target: Tensor, kernel_size: Optional[int], weighted: bool,
+                    log_dice: bool, name: str) -> tuple[Tensor, Tensor, Tensor]:
+    """(loss, bce, dice) of seed 001's CombinedLoss from one fused op (checks included)."""
+    check_logits(logits)
+    if logits.shape[1] != 1:
+        raise ValueError(f"{name} needs binary logits (N, 1, *spatial), got logits {shape_str(logits)}")
+    if logits.dim() not in (4, 5):
+        raise ValueError(f"logits must be (N, 1, H, W) or (N, 1, D, H, W), got {shape_str(logits)}")
+    binary_target_ncs(logits, target)  # shape, dtype and device checks
+    check_binary_values(target, None)
+    opts = BoundaryBCEDiceOptions(kernel_size=_kernel_size(kernel_size), weighted=bool(weighted),
+                                  log_dice=bool(log_dice))
+    t = target.reshape(logits.shape)
+    if t.dtype == torch.bool:
+        t = t.view(torch.uint8)
+    loss, bce, dice, _, _ = boundary_bce_dice(logits, t, opts)
+    return loss, bce, dice
 
 
 def boundary_bce_dice_loss(
@@ -142,30 +147,25 @@ def boundary_bce_dice_loss(
         dice = 1 - mean_n (2 sum(w^2 p t) + 2) / (sum(w^2 p) + sum(w^2 t) + 1)   (WeightedSoftDiceLoss)
         loss = bce + dice,   or  bce - log(1 - dice)  with log_dice
 
-    The two terms come from one fused pass over the logits (and one in backward); sum(w) is
-    taken as the number of pixels, which the normalisation makes it up to rounding.
+    The weights, both terms and the gradient come from four kernel launches in all (window
+    sums, one fused pass over the logits, a finisher, one backward pass); sum(w) is taken as
+    the number of pixels, which the normalisation makes it up to rounding.
 
     Args:
         logits: ``(N, 1, *spatial)`` binary logits, 2D or 3D.
         target: 0/1 mask ``(N, 1, *spatial)`` or ``(N, *spatial)`` (soft values accepted, see
             :func:`boundary_weight_map`).
-        kernel_size: box width; None picks seed 001's table / :func:`default_kernel_size`.
+        kernel_size: box width; None picks seed 001's table /
+            :func:`~triton_segloss.boundary.ops.default_kernel_size` of the height.
         log_dice: ``bce - log(1 - dice)`` instead of ``bce + dice`` (the seed's ``is_log_dice``).
 
     Returns the loss (0-d) in float32 (float64 for float64 logits); the gradient flows to the
     logits only.
-    """
-    from ..dice import bce_dice_terms  # provided by the Dice family (until boundary has its own kernels)
 
-    check_logits(logits)
-    if logits.shape[1] != 1:
-        raise ValueError(f"boundary_bce_dice_loss needs binary logits (N, 1, *spatial), got logits {shape_str(logits)}")
-    if logits.dim() not in (4, 5):
-        raise ValueError(f"logits must be (N, 1, H, W) or (N, 1, D, H, W), got {shape_str(logits)}")
-    binary_target_ncs(logits, target)  # shape, dtype and device checks
-    t = target.reshape(logits.shape)
-    w = boundary_weight_map(t, kernel_size, spatial_dims=logits.dim() - 2)
-    bce, dice = bce_dice_terms(logits, t, weight=w, smooth_num=2.0, smooth_den=1.0)
-    if log_dice:
-        return bce - torch.log1p(-dice)
-    return bce + dice
+    Example:
+        >>> x = torch.zeros(1, 1, 8, 8); t = torch.zeros(1, 1, 8, 8); t[..., 2:6, 2:6] = 1
+        >>> loss = boundary_bce_dice_loss(x, t, 3)
+        >>> loss.shape, bool(loss > 0)
+        (torch.Size([]), True)
+    """
+    return _bce_dice_terms(logits, target, kernel_size, True, log_dice, "boundary_bce_dice_loss")[0]
