@@ -1,8 +1,10 @@
+import os
+
 import pytest
 import torch
 
 import triton_segloss as tsl
-from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager
+from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, value_and_grad
 from reference import ncut as ref
 
 
@@ -78,17 +80,20 @@ def test_gradcheck_fp64_spatial_gaussian():
 
 
 def test_opcheck(backend):
+    from triton_segloss.ncut.ops import NCutOptions, ncut
+
     cases = [
-        (_probs((2, 3, 20)).requires_grad_(True), torch.randn(2, 1, 20), 10.0),
-        (_probs((1, 18, 6)).requires_grad_(True), torch.randn(1, 3, 6), 2.5),
+        ((_probs((2, 3, 1, 20)).requires_grad_(True), torch.randn(2, 1, 1, 20)), NCutOptions(sigma_value=10.0)),
+        ((_probs((1, 18, 1, 6)).requires_grad_(True), torch.randn(1, 3, 1, 6)), NCutOptions(sigma_value=2.5)),
+        ((_probs((2, 3, 5, 4)).requires_grad_(True), torch.randn(2, 2, 5, 4)),
+         NCutOptions(sigma_value=3.0, radius=1, sigma_spatial=1.5)),
     ]
-    for args in cases:
-        torch.library.opcheck(torch.ops.triton_segloss.ncut_forward, args)
+    for tensors, o in cases:
+        torch.library.opcheck(ncut.forward_op, (*tensors, *o))
     # the backward op has no derivative of its own: check it on plain tensors
-    for p, img, sigma in cases:
-        _, mu, mu_den, cut = torch.ops.triton_segloss.ncut_forward(p.detach(), img, sigma)
-        torch.library.opcheck(torch.ops.triton_segloss.ncut_backward,
-                              (torch.tensor(0.7), mu, mu_den, cut, p.detach(), img, sigma))
+    for (p, img), o in cases:
+        _, mu, ab, e = ncut(p.detach(), img, o)
+        torch.library.opcheck(ncut.backward_op, (torch.tensor(0.7), mu, ab, e, p.detach(), img, *o))
 
 
 def test_compile_fullgraph(backend):
@@ -100,9 +105,42 @@ def test_compile_fullgraph(backend):
     compiled_matches_eager(lambda a, b: module(a, b), p, img)
 
 
+@pytest.mark.parametrize("spatial_gaussian", [False, True], ids=["running", "spatial"])
+def test_compile_fullgraph_dynamic(backend, spatial_gaussian):
+    """dynamic=True: symbolic shapes through the api, the op's fake and autograd, no graph break."""
+    torch._dynamo.reset()
+    fn = torch.compile(lambda p, img: tsl.ncut_loss(p, img, radius=1, sigma_value=3.0,
+                                                    spatial_gaussian=spatial_gaussian),
+                       fullgraph=True, dynamic=True, backend="aot_eager")
+    for shape in ((2, 3, 6, 6), (1, 4, 5, 7)):
+        p, img = _probs(shape), _image(shape, 2)
+        got = value_and_grad(fn, p, img)
+        want = value_and_grad(tsl.ncut_loss, p, img, radius=1, sigma_value=3.0, spatial_gaussian=spatial_gaussian)
+        torch.testing.assert_close(got[0], want[0], rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(got[1], want[1], rtol=1e-6, atol=1e-7)
+
+
 def test_deterministic(backend):
     shape = (2, 5, 20, 30)  # several programs per image: partials summed in a fixed order
     bitwise_deterministic(tsl.ncut_loss, _probs(shape), _image(shape, 3))
+    bitwise_deterministic(tsl.ncut_loss, _probs(shape), _image(shape, 3), spatial_gaussian=True, radius=1)
+
+
+@pytest.mark.parametrize("spatial_gaussian", [False, True], ids=["running", "spatial"])
+def test_programs_loop_over_tiles(backend, monkeypatch, spatial_gaussian):
+    # one program per (image, class block) in passes 1 and 2: each program loops over several pixel tiles
+    from triton_segloss.ncut import kernels
+
+    monkeypatch.setattr(kernels, "_PROGRAMS", 1)
+    shape = (2, 3, 30, 40)  # 1200 pixels: 3 tiles of 512 (5 of 256 for the spatial form)
+    compare_to_reference(tsl.ncut_loss, ref.ncut_loss, _probs(shape), _image(shape, 2), sigma_value=4.0,
+                         spatial_gaussian=spatial_gaussian, radius=1, upstream=_times(0.37))
+
+
+def test_more_partials_than_one_step_sums(backend):
+    # K = 16 (tiles of 128 pixels): 79 programs per image, more than the 64 partials summed per step
+    shape = (1, 16, 100, 100)
+    compare_to_reference(tsl.ncut_loss, ref.ncut_loss, _probs(shape), _image(shape, 2), sigma_value=4.0)
 
 
 def test_module_matches_functional(backend):
@@ -138,3 +176,47 @@ def test_bad_options():
         tsl.ncut_loss(torch.ones(2, 3, 4, 4, dtype=torch.long), img)
     with pytest.raises(ValueError, match="image is on meta but probs is on cpu"):
         tsl.ncut_loss(p, torch.randn(2, 1, 4, 4, device="meta"))
+
+
+# ---- offsets past 2^31 elements --------------------------------------------
+
+CLASS_STRIDE = 2**30
+
+
+@pytest.fixture(scope="module")
+def sparse_storage(tmp_path_factory):
+    """2^31 + 2^17 float32 elements of a sparse file (8 GiB of address space, a few pages of disk)."""
+    path = tmp_path_factory.mktemp("big") / "sparse.bin"
+    numel = 2 * CLASS_STRIDE + 2**17
+    with open(path, "wb") as f:
+        f.truncate(numel * 4)
+    big = torch.from_file(str(path), shared=True, size=numel, dtype=torch.float32)
+    yield big
+    del big
+    os.unlink(path)
+
+
+@pytest.fixture
+def in_place_interpreter(monkeypatch):
+    # the interpreter copies every argument's storage back after a launch: 8 GiB here, so skip that no-op copy
+    from triton.runtime import interpreter
+
+    monkeypatch.setattr(interpreter.GridExecutor, "_restore_args_dev", lambda self, *a, **k: None)
+
+
+@pytest.mark.parametrize("spatial_gaussian", [False, True], ids=["running", "spatial"])
+def test_class_and_channel_stride_past_2_31(sparse_storage, in_place_interpreter, spatial_gaussian):
+    """probs (1, 3, 6, 7) with class stride 2^30 and an image (1, 3, 6, 7) with channel stride 2^30 in
+    one mapping: class / channel 2 starts 2^31 elements in, where an int32 ``k * stride_pk`` (or
+    ``c * stride_ic``) wraps. Every kernel (moments, cut, finisher, backward) against a small copy."""
+    h, w = 6, 7
+    p = sparse_storage.as_strided((1, 3, h, w), (3 * CLASS_STRIDE, CLASS_STRIDE, w, 1))
+    img = sparse_storage.as_strided((1, 3, h, w), (3 * CLASS_STRIDE, CLASS_STRIDE, w, 1), 2**16)
+    p.copy_(_probs((1, 3, h, w)))
+    img.copy_(torch.randn(1, 3, h, w))
+    kw = dict(sigma_value=3.0, spatial_gaussian=spatial_gaussian, radius=1)
+    with tsl.use_backend("triton"):
+        far = value_and_grad(tsl.ncut_loss, p, img, upstream=_times(0.37), **kw)
+        near = value_and_grad(tsl.ncut_loss, p.clone(), img.clone(), upstream=_times(0.37), **kw)
+    assert torch.equal(far[0], near[0])
+    assert torch.equal(far[1], near[1])

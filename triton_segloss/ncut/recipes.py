@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..functional import ncut_loss as _ncut_loss
+from .api import ncut_loss as _ncut_loss
 
 __all__ = ["ncut_loss"]
 

@@ -1,13 +1,13 @@
-"""Soft normalized-cut loss (seed 003, W-Net)."""
+"""Public function of the NCut family: seed 003's soft normalized-cut loss (W-Net)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from .. import ops as _ops  # noqa: F401  (registers the custom ops)
 from triton_segloss._core.validate import check_logits, check_same_device, finite_float, shape_str
-from ..torch_impl.ncut import ncut_gaussian
+
+from .ops import NCutOptions, ncut
 
 __all__ = ["ncut_loss"]
 
@@ -71,12 +71,18 @@ def ncut_loss(
         radius, sigma_spatial: the spatial Gaussian; used only when ``spatial_gaussian``
             (the seed builds that kernel but its running code does not use it).
         sigma_value: the pixel-value Gaussian.
-        spatial_gaussian: use the seed's commented-out form with the spatial filter
-            (2D only). It runs as torch ops (two convolutions per class) on every backend;
-            the default form runs fused kernels: two sweeps over probs and image forward,
-            one backward.
+        spatial_gaussian: use the seed's commented-out form with the spatial filter (2D only).
+
+    Both forms run fused kernels: a training step is four launches (class means, cut sums,
+    a one-program finisher, backward) and no host sync.
 
     Returns the loss in float32 (float64 for float64 probs).
+
+    Example:
+        >>> probs = torch.softmax(torch.randn(2, 3, 8, 8), dim=1)
+        >>> image = torch.rand(2, 1, 8, 8)
+        >>> ncut_loss(probs, image).shape
+        torch.Size([])
     """
     check_logits(probs, "probs")
     image = _image(probs, image)
@@ -86,12 +92,14 @@ def ncut_loss(
         raise ValueError(f"sigma_value and sigma_spatial must be > 0, got {sigma_value} and {sigma_spatial}")
     if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
         raise ValueError(f"radius must be an int >= 0, got {radius!r}")
+    n, k = probs.shape[:2]
     if spatial_gaussian:
         if probs.dim() != 4:
             raise ValueError(f"spatial_gaussian=True needs 2D probs (N, K, H, W), got {shape_str(probs)}")
-        return ncut_gaussian(probs, image, radius, sigma_spatial, sigma_value)
-    n, k = probs.shape[:2]
-    loss, _, _, _ = torch.ops.triton_segloss.ncut_forward(
-        probs.reshape(n, k, -1), image.reshape(n, image.shape[1], -1), sigma_value
-    )
+        opts = NCutOptions(sigma_value=sigma_value, radius=radius, sigma_spatial=sigma_spatial)
+        p, img = probs, image
+    else:
+        opts = NCutOptions(sigma_value=sigma_value)
+        p, img = probs.reshape(n, k, 1, -1), image.reshape(n, image.shape[1], 1, -1)
+    loss, _, _, _ = ncut(p, img, opts)
     return loss
