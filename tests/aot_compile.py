@@ -10,6 +10,8 @@ on any failure or on a kernel without a spec.
 
 import importlib
 import json
+import multiprocessing
+import os
 import pkgutil
 import sys
 
@@ -36,7 +38,31 @@ def discover():
     return kernels, specs
 
 
-def main(only=None):
+_SPECS = None
+
+
+def _init_worker():
+    global _SPECS
+    _SPECS = discover()[1]
+
+
+def _compile(job):
+    """Compile spec ``i`` for ``tname``; returns the JSON record (runs in a worker process)."""
+    i, tname = job
+    spec = _SPECS[i]
+    sig, constexprs, attrs = spec.signature()
+    rec = {"kernel": spec.fn.__name__, "variant": i, "target": tname}
+    try:
+        src = ASTSource(fn=spec.fn, signature=sig, constexprs=constexprs, attrs=attrs)
+        k = triton.compile(src, target=TARGETS[tname])
+        rec.update(ok=True, cubin_bytes=len(k.asm["cubin"]), vector_loads="ld.global.v" in k.asm["ptx"],
+                   int64_ptx="mul.wide" in k.asm["ptx"] or ".s64" in k.asm["ptx"])
+    except Exception as e:  # report every failure, not only the first
+        rec.update(ok=False, error=f"{type(e).__name__}: {e}"[:2000])
+    return rec
+
+
+def main(workers=None):
     kernels, specs = discover()
     failed = False
     covered = {id(s.fn) for s in specs}
@@ -44,18 +70,12 @@ def main(only=None):
         if id(fn) not in covered:
             print(json.dumps({"kernel": name, "ok": False, "error": "no AOT_SPECS entry"}))
             failed = True
-    for i, spec in enumerate(specs):
-        sig, constexprs, attrs = spec.signature()
-        for tname, target in TARGETS.items():
-            rec = {"kernel": spec.fn.__name__, "variant": i, "target": tname}
-            try:
-                src = ASTSource(fn=spec.fn, signature=sig, constexprs=constexprs, attrs=attrs)
-                k = triton.compile(src, target=target)
-                rec.update(ok=True, cubin_bytes=len(k.asm["cubin"]), vector_loads="ld.global.v" in k.asm["ptx"],
-                           int64_ptx="mul.wide" in k.asm["ptx"] or ".s64" in k.asm["ptx"])
-            except Exception as e:  # report every failure, not only the first
-                rec.update(ok=False, error=f"{type(e).__name__}: {e}"[:2000])
-                failed = True
+    jobs = [(i, t) for i in range(len(specs)) for t in TARGETS]
+    workers = workers or max(1, min(len(os.sched_getaffinity(0)), 8))
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no inherited triton state
+    with ctx.Pool(workers, initializer=_init_worker) as pool:
+        for rec in pool.imap_unordered(_compile, jobs, chunksize=4):
+            failed |= not rec["ok"]
             print(json.dumps(rec), flush=True)
     print(json.dumps({"kernels": len(kernels), "variants": len(specs)}))
     return 1 if failed else 0

@@ -1,5 +1,8 @@
+import os
+
 import pytest
 import torch
+import torch._dynamo.testing
 
 import triton_segloss as tsl
 from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, upstream_not_one, value_and_grad
@@ -189,7 +192,7 @@ def test_layouts_channels_last_and_sliced(backend):
 def test_walk_with_several_blocks_per_chunk(monkeypatch):
     """Force the Triton walk to use chunks of several blocks, so both the in-block scan and
     the carries between blocks and between chunks are exercised."""
-    from triton_segloss.kernels import lovasz as kl
+    from triton_segloss.lovasz import kernels as kl
 
     monkeypatch.setattr(kl, "PROGRAMS", 2)
     monkeypatch.setattr(kl, "MAX_BLOCK", 128)
@@ -201,6 +204,28 @@ def test_walk_with_several_blocks_per_chunk(monkeypatch):
         x = torch.randn(2, 3, 20, 25)
         compare_to_reference(tsl.lovasz_softmax, ref.lovasz_softmax, x, _labels(x.shape, 3, ignore=255),
                              ignore_index=255, upstream=upstream_not_one)
+
+
+def test_finisher_tiles(monkeypatch):
+    """More chunks per segment (> BLOCK_CH) and more columns (K, KL > BLOCK_K) than one tile of
+    the walk's carry sum and of the finisher holds."""
+    from triton_segloss.lovasz import kernels as kl
+
+    monkeypatch.setattr(kl, "MAX_BLOCK", 128)
+    monkeypatch.setattr(kl, "PROGRAMS", 40)
+    with tsl.use_backend("triton"):
+        x = torch.randn(2, 1, 42, 50)
+        assert kl._walk_plan(1, x.numel())[2] > kl.BLOCK_CH
+        compare_to_reference(tsl.lovasz_hinge, ref.lovasz_hinge, x, _binary(x.shape, ignore=255), ignore_index=255,
+                             per_image=False, upstream=upstream_not_one)
+        x = torch.randn(2, 34, 5, 6)
+        y = _labels(x.shape, 34, ignore=255)
+        assert kl._walk_plan(34, 30)[2] == 1
+        compare_to_reference(tsl.lovasz_softmax, ref.lovasz_softmax, x, y, ignore_index=255, upstream=upstream_not_one)
+        listed = [33, 1, 5, 1] + list(range(2, 32))
+        for kw in ({"per_image": True, "reduction": "none"}, {"classes": "all", "per_image": True}):
+            compare_to_reference(tsl.lovasz_softmax, ref.lovasz_softmax, x, y, ignore_index=255,
+                                 **{"classes": listed, **kw}, upstream=upstream_not_one)
 
 
 def test_ties_are_broken_the_same_way_every_run(backend):
@@ -255,33 +280,38 @@ def test_gradcheck_fp64(backend):
 
 
 def test_opcheck(backend):
-    ops = torch.ops.triton_segloss
+    from triton_segloss.lovasz.ops import LovaszHingeOptions as HO, LovaszSoftmaxOptions as SO, hinge_op, softmax_op
+
     x = torch.randn(2, 1, 30, requires_grad=True)
     t = _binary(x.shape, ignore=255)
     hinge_cases = [
-        (x, t, True, False, 0.0, 1.0, 1.0),
-        (x, t, False, True, 255.0, 1.0, 5.0),
-        (torch.randn(3, 1, 40, dtype=torch.float64, requires_grad=True), _binary((3, 1, 40)), True, False, 0.0,
-         0.5, 2.0),
+        (x, t, HO()),
+        (x, t, HO(per_image=False, ignore_index=255.0, margin=(1.0, 5.0), reduction="sum")),
+        (x, t, HO(ignore_index=255.0, reduction="none")),
+        (x, t, HO(per_image=False, ignore_index=255.0, reduction="none")),
+        (torch.randn(3, 1, 40, dtype=torch.float64, requires_grad=True), _binary((3, 1, 40)), HO(margin=(0.5, 2.0))),
     ]
-    for args in hinge_cases:
-        torch.library.opcheck(ops.lovasz_hinge_forward, args)
-        _, d, perm = ops.lovasz_hinge_forward(args[0].detach(), *args[1:])
-        g = torch.randn(d.shape[0], dtype=d.dtype)
-        torch.library.opcheck(ops.lovasz_hinge_backward, (g, d, perm, args[0].detach()))
+    for xx, tt, o in hinge_cases:
+        torch.library.opcheck(hinge_op.forward_op, (xx, tt, *o))
+        loss, coef, d = hinge_op.forward_op(xx.detach(), tt, *o)
+        g = torch.randn(loss.shape, dtype=loss.dtype)
+        torch.library.opcheck(hinge_op.backward_op, (g, coef, d, xx.detach(), tt, *o))
     xs = torch.randn(2, 4, 30, requires_grad=True)
     y = _labels((2, 4, 30), 4, ignore=255).view(2, 1, 30)
     softmax_cases = [
-        (xs, y, None, False, True, 255, True),
-        (xs, y, [0, 3], True, True, 255, True),
-        (torch.softmax(xs.detach(), 1).requires_grad_(), y, [1], False, True, 255, False),
-        (xs, y.clamp(max=3), None, True, False, 0, False),
+        (xs, y, SO(ignore_index=255)),
+        (xs, y, SO(classes=(0, 3), per_image=True, ignore_index=255)),
+        (xs, y, SO(classes=(3, 1, 3), per_image=True, ignore_index=255, reduction="none")),
+        (xs, y, SO(classes=(2, 2), ignore_index=255, reduction="sum")),
+        (torch.softmax(xs.detach(), 1).requires_grad_(), y, SO(classes=(1,), ignore_index=255, from_logits=False)),
+        (xs, y.clamp(max=3), SO(only_present=False, per_image=True, reduction="none")),
+        (xs, y, SO(ignore_index=255, reduction="none")),
     ]
-    for args in softmax_cases:
-        torch.library.opcheck(ops.lovasz_softmax_forward, args)
-        loss, _, d, perm = ops.lovasz_softmax_forward(args[0].detach(), *args[1:])
+    for xx, yy, o in softmax_cases:
+        torch.library.opcheck(softmax_op.forward_op, (xx, yy, *o))
+        loss, coef, d = softmax_op.forward_op(xx.detach(), yy, *o)
         g = torch.randn(loss.shape, dtype=loss.dtype)
-        torch.library.opcheck(ops.lovasz_softmax_backward, (g, d, perm, args[0].detach(), args[2], args[6]))
+        torch.library.opcheck(softmax_op.backward_op, (g, coef, d, xx.detach(), yy, *o))
 
 
 @pytest.mark.parametrize("case", range(5))
@@ -302,6 +332,107 @@ def test_compile_fullgraph(backend, case):
     compiled_matches_eager(fn, *args, **kwargs)
     module = (tsl.LovaszHingeLoss if args[0] is x else tsl.LovaszSoftmaxLoss)(**kwargs)
     compiled_matches_eager(lambda a, b: module(a, b).sum(), *args)
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_compile_fullgraph_dynamic(backend, case):
+    """dynamic=True: symbolic sizes reach the ops' fake functions; no graph break, no
+    recompilation for a second size, and the eager value and gradient."""
+    fn, kwargs, c = [
+        (tsl.lovasz_hinge, {"ignore_index": 255}, 1),
+        (tsl.lovasz_hinge, {"reduction": "none", "per_image": False, "margin": (1, 5), "ignore_index": 255}, 1),
+        (tsl.lovasz_softmax, {"ignore_index": 255}, 3),
+        (tsl.lovasz_softmax, {"classes": [2, 0, 2], "per_image": True, "reduction": "none", "ignore_index": 255}, 3),
+    ][case]
+    torch._dynamo.reset()
+    counter = torch._dynamo.testing.CompileCounter()
+    compiled = torch.compile(lambda a, b: fn(a, b, **kwargs), fullgraph=True, dynamic=True, backend=counter)
+    for shape in ((2, c, 6, 7), (4, c, 5, 9)):  # never square: no duck-sizing guard
+        x = torch.randn(shape)
+        t = _binary(x.shape, ignore=255) if c == 1 else _labels(x.shape, c, ignore=255)
+        loss, grad = value_and_grad(compiled, x, t)
+        want_loss, want_grad = value_and_grad(fn, x, t, **kwargs)
+        torch.testing.assert_close(loss, want_loss, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(grad, want_grad, rtol=1e-6, atol=1e-7)
+    assert counter.frame_count == 1
+
+
+CLASS_STRIDE = 2**30
+
+
+@pytest.fixture(scope="module")
+def far_classes(tmp_path_factory):
+    """A (1, 3, S) float32 view whose class c starts c * 2^30 elements into a sparse memory-mapped
+    file (8 GiB of address space, a few pages of disk): ``cls * stride_c`` passes 2^31 at c = 2."""
+    s = 40
+    numel = 2 * CLASS_STRIDE + s
+    path = tmp_path_factory.mktemp("far") / "sparse.bin"
+    with open(path, "wb") as f:
+        f.truncate(numel * 4)
+    big = torch.from_file(str(path), shared=True, size=numel, dtype=torch.float32)
+    x = big.as_strided((1, 3, s), (3 * CLASS_STRIDE, CLASS_STRIDE, 1))
+    yield x
+    del x, big
+    os.unlink(path)
+
+
+@pytest.mark.parametrize("kw", [{}, {"classes": [2, 0], "per_image": True, "reduction": "none"},
+                                {"classes": "all", "reduction": "sum", "from_logits": False}], ids=str)
+def test_softmax_class_stride_2_30(far_classes, monkeypatch, kw):
+    """The errors and backward kernels address class c at c * stride_c in int64: a class stride
+    of 2^30 elements gives the values and gradient of a small contiguous copy."""
+    from triton.runtime import interpreter
+
+    # the interpreter copies every argument's storage back after a launch: 8 GiB here
+    monkeypatch.setattr(interpreter.GridExecutor, "_restore_args_dev", lambda self, *a, **k: None)
+    x = far_classes
+    vals = torch.randn(1, 3, 40) * 3
+    x.copy_(torch.softmax(vals, 1) if kw.get("from_logits") is False else vals)
+    y = _labels(x.shape, 3, ignore=255)
+    near = x.clone()
+    assert near.stride() != x.stride()
+    with tsl.use_backend("triton"):
+        far_loss, far_grad = value_and_grad(tsl.lovasz_softmax, x, y, ignore_index=255, **kw)
+        near_loss, near_grad = value_and_grad(tsl.lovasz_softmax, near, y, ignore_index=255, **kw)
+    assert torch.equal(far_loss, near_loss)
+    assert torch.equal(far_grad, near_grad)
+    assert torch.count_nonzero(near_grad) > 0
+
+
+BUDGET_CASES = (
+    [("hinge", dict(per_image=pi, reduction=r, **kw)) for pi in (True, False) for r in ("mean", "sum", "none")
+     for kw in ({}, {"ignore_index": 255, "margin": (1, 5)})]
+    + [("softmax", dict(per_image=pi, reduction=r, classes=c, ignore_index=255))
+       for pi in (True, False) for r in ("mean", "sum", "none") for c in ("present", "all", [3, 1, 3])]
+    + [("softmax", dict(reduction=r, classes=[3, 1, 3], from_logits=False)) for r in ("mean", "sum", "none")]
+    + [("softmax", dict(classes=[0, 2])), ("softmax_large", {}), ("hinge_large", dict(per_image=False))]
+)
+
+
+@pytest.mark.parametrize("kind,kw", BUDGET_CASES, ids=lambda v: v if isinstance(v, str) else str(v))
+def test_training_step_launch_budget(kind, kw):
+    """Every option: one training step on the CUDA code path is the sort plus at most 4 launches
+    (errors, count, walk with its finisher, backward), and no host sync (bench/launches.py)."""
+    from bench import launches
+
+    gen = torch.Generator().manual_seed(0)
+    size = (48, 40) if kind.endswith("_large") else (16, 16)  # large: several chunks per segment
+    if kind.startswith("hinge"):
+        x = torch.randn(2, 1, *size, generator=gen)
+        t = _binary(x.shape, ignore=kw.get("ignore_index"))
+        fn = lambda a, b: tsl.lovasz_hinge(a, b, **kw)  # noqa: E731
+    else:
+        x = torch.randn(2, 4, *size, generator=gen)
+        t = _labels(x.shape, 4, ignore=kw.get("ignore_index"))
+        if kw.get("from_logits") is False:
+            x = torch.softmax(x, 1)
+        fn = lambda a, b: tsl.lovasz_softmax(a, b, **kw)  # noqa: E731
+    step = launches.count_step(fn, x, t)
+    ops = step.forward.ops + step.backward.ops
+    sorts = sum("sort" in op for op in ops)
+    assert step.syncs == 0 and sorts == 1, ops
+    assert step.launches - sorts <= 4, ops
+    assert step.backward.launches == 1, ops
 
 
 def test_module_matches_functional(backend):

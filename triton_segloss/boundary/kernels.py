@@ -513,10 +513,11 @@ def _aot_variants():
     thr = {k: "fp32" for k in ("lo_a", "lo_b", "lo_c", "hi_a", "hi_b", "hi_c")}
     bw = dict(bw_hi="fp32", bw_lo="fp32")
     big = {f"stride_{a}{b}": "i64" for a in "xtd" for b in "mdhw"}
-    for dt, acc in (("fp32", tl.float32), ("bf16", tl.float32), ("fp16", tl.float32), ("fp64", tl.float64)):
+    # one variant per logits dtype for the kernels that read logits; the others differ only by ACC
+    for dt, acc in (("fp32", tl.float32), ("bf16", tl.float32), ("fp64", tl.float64)):
         accty = "*fp64" if acc == tl.float64 else "*fp32"
-        for tdt in ("u8", dt):
-            for is_3d in (False, True):
+        for tdt in ("u8", dt) if dt == "fp32" else (dt,):
+            for is_3d in (False, True) if dt == "fp32" else (False,):
                 specs.append(aot_spec(_window_dh_kernel, dict(IS_3D=is_3d, ACC=acc, BLOCK_H=64, BLOCK_W=32),
                                       t_ptr=f"*{tdt}", y_ptr=accty))
         specs.append(aot_spec(_weight_band_kernel, dict(ACC=acc, BLOCK_W=256, BLOCK_R=8), y_ptr=accty,
@@ -528,7 +529,7 @@ def _aot_variants():
             specs.append(aot_spec(_bce_dice_fwd_kernel, dict(WEIGHTED=weighted, ACC=acc, WACC=acc, BLOCK_W=256,
                                                              BLOCK_R=8),
                                   x_ptr=f"*{dt}", t_ptr="*fp32", y_ptr=accty, band_ptr="*u8", part_ptr=accty, **thr))
-            for log_dice in (False, True):
+            for log_dice in (False, True) if dt == "fp32" else (True,):
                 specs.append(aot_spec(_bce_dice_finish_kernel, dict(WEIGHTED=weighted, LOG_DICE=log_dice, ACC=acc,
                                                                     WACC=acc, BLOCK=64),
                                       part_ptr=accty, loss_ptr=accty, bce_ptr=accty, dice_ptr=accty, coef_ptr=accty,

@@ -464,7 +464,7 @@ def _aot_variants():
     specs = []
     sig_f = {k: "fp32" for k in ("al_hi", "al_lo", "ga_hi", "ga_lo", "ig_hi", "ig_lo")}
     soft_f = {k: "fp32" for k in ("al_hi", "al_lo", "ga_hi", "ga_lo")}
-    for dt, acc in (("fp32", tl.float32), ("bf16", tl.float32), ("fp16", tl.float32), ("fp64", tl.float64)):
+    for dt, acc in (("fp32", tl.float32), ("bf16", tl.float32), ("fp64", tl.float64)):
         accty = "*fp64" if acc == tl.float64 else "*fp32"
         flags = dict(HAS_ALPHA=True, HAS_IGNORE=True, ACC=acc, BLOCK=1024)
         specs.append(aot_spec(_focal_sigmoid_fwd_kernel, dict(flags, STORE_LOSS=True, STORE_PARTIALS=True),
@@ -476,7 +476,7 @@ def _aot_variants():
                               x_ptr=f"*{dt}", y_ptr="*i64", a_ptr=accty, loss_ptr=accty, part_ptr=accty, **soft_f))
         specs.append(aot_spec(_focal_softmax_bwd_kernel, dict(sflags, HAS_COEF=True, G_IS_MAP=True), x_ptr=f"*{dt}",
                               y_ptr="*u8", a_ptr="*fp32", g_ptr=accty, coef_ptr=accty, dx_ptr=f"*{dt}", **soft_f))
-        for mean in (True, False):
+        for mean in (True, False) if dt == "fp32" else (True,):
             specs.append(aot_spec(_focal_finish_kernel, dict(MEAN=mean, ACC=acc, BLOCK=FINISH_BLOCK),
                                   part_ptr=accty, loss_ptr=accty, coef_ptr=accty))
     # the common fast path: no ignore, stride-1 pixels, int64 strides (tensors past 2^31 elements)

@@ -7,7 +7,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from ..functional import _lovasz as F
+from . import api as F
 
 __all__ = ["weighted_lovasz", "lovasz_hinge", "lovasz_softmax"]
 

@@ -1,4 +1,5 @@
-"""The Lovász hinge (binary) and Lovász-Softmax (multiclass) losses of Berman et al. (2018)."""
+"""Public functions of the Lovász family: the Lovász hinge (binary) and Lovász-Softmax
+(multiclass) losses of Berman et al. (2018)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from .. import ops as _ops  # noqa: F401  (registers the custom ops)
 from triton_segloss._core.validate import (
     as_ncs, binary_target_ncs, check_label_values, check_logits, check_reduction, check_values_now,
     finite_float, multiclass_target_ns, pair, shape_str,
 )
+
+from .ops import LovaszHingeOptions, LovaszSoftmaxOptions, hinge_op, softmax_op
 
 __all__ = ["lovasz_hinge", "lovasz_softmax"]
 
@@ -88,6 +90,12 @@ def lovasz_hinge(
     with every pixel ignored has loss 0. Ties between errors are broken by pixel order (a
     stable sort), so the gradient is the same every run. Returns float32 (float64 for
     float64 logits); the gradient has the logits' dtype and layout.
+
+    Example:
+        >>> import torch, triton_segloss as tsl
+        >>> x = torch.tensor([[[2.0, -1.0, 0.5]]])
+        >>> tsl.lovasz_hinge(x, torch.tensor([[[1.0, 0.0, 1.0]]]))
+        tensor(0.2500)
     """
     check_logits(logits)
     check_reduction(reduction)
@@ -99,29 +107,23 @@ def lovasz_hinge(
     if ignore_index is not None:
         ignore_index = finite_float(ignore_index, "ignore_index")
     _check_binary01(target, ignore_index)
-    m_neg, m_pos = (1.0, 1.0) if margin is None else pair(margin, "margin")
+    opts = LovaszHingeOptions(per_image=bool(per_image), ignore_index=ignore_index,
+                              margin=None if margin is None else pair(margin, "margin"), reduction=reduction)
     n = logits.shape[0]
-    loss, _, _ = torch.ops.triton_segloss.lovasz_hinge_forward(
-        as_ncs(logits, n, 1), t, bool(per_image), ignore_index is not None,
-        0.0 if ignore_index is None else ignore_index, m_neg, m_pos,
-    )
-    if reduction == "none":
-        return loss if per_image else loss[0]
-    if reduction == "sum":
-        return loss.sum()
-    return loss.mean()
+    loss, _, _ = hinge_op(as_ncs(logits, n, 1), t, opts)
+    return loss
 
 
-def _classes_arg(classes, c: int) -> tuple[Optional[list], Optional[list]]:
-    """(unique sorted classes for the op or None for all, positions of the listed classes)."""
+def _classes_arg(classes, c: int) -> tuple[Optional[tuple], bool]:
+    """(the listed classes or None for every class, only the present ones)."""
     if isinstance(classes, str):
         if classes not in ("present", "all"):
             raise ValueError(f"classes must be 'present', 'all' or a list of class indices, got {classes!r}")
-        return None, None
+        return None, classes == "present"
     if isinstance(classes, Tensor):
         classes = classes.tolist()
     try:
-        listed = [int(k) for k in classes]
+        listed = tuple(int(k) for k in classes)
     except (TypeError, ValueError):
         raise TypeError(f"classes must be 'present', 'all' or a list of class indices, got {classes!r}") from None
     if not listed:
@@ -129,8 +131,7 @@ def _classes_arg(classes, c: int) -> tuple[Optional[list], Optional[list]]:
     bad = [k for k in listed if not 0 <= k < c]
     if bad:
         raise ValueError(f"classes must lie in [0, {c}) for logits with C={c}; got {bad}")
-    unique = sorted(set(listed))
-    return unique, [unique.index(k) for k in listed]
+    return listed, False
 
 
 def lovasz_softmax(
@@ -168,6 +169,12 @@ def lovasz_softmax(
 
     Ties are broken by pixel order (a stable sort). Returns float32 (float64 for float64
     logits); the gradient has the logits' dtype and layout.
+
+    Example:
+        >>> import torch, triton_segloss as tsl
+        >>> x = torch.tensor([[[4.0, -4.0], [-4.0, 4.0]]])  # (N, C, S) = (1, 2, 2)
+        >>> round(tsl.lovasz_softmax(x, torch.tensor([[0, 1]])).item(), 4)
+        0.0003
     """
     check_logits(logits)
     check_reduction(reduction)
@@ -177,23 +184,8 @@ def lovasz_softmax(
     check_label_values(target, c, ignore_index)
     if not from_logits:
         _check_probabilities(logits)
-    unique, positions = _classes_arg(classes, c)
-    present = isinstance(classes, str) and classes == "present"
-    loss, gts, _, _ = torch.ops.triton_segloss.lovasz_softmax_forward(
-        as_ncs(logits, n, c), t, unique, bool(per_image), ignore_index is not None,
-        0 if ignore_index is None else ignore_index, bool(from_logits),
-    )
-    if present:
-        weight = (gts > 0).to(loss.dtype)
-        loss = loss * weight
-    elif positions is not None and positions != list(range(len(unique))):
-        loss = loss[:, positions]
-    if reduction == "none":
-        return loss if per_image else loss[0]
-    if reduction == "sum":
-        return loss.sum()
-    if present:
-        per_segment = loss.sum(1) / weight.sum(1).clamp_min(1.0)
-    else:
-        per_segment = loss.mean(1)
-    return per_segment.mean()
+    listed, only_present = _classes_arg(classes, c)
+    opts = LovaszSoftmaxOptions(classes=listed, only_present=only_present, per_image=bool(per_image),
+                                ignore_index=ignore_index, from_logits=bool(from_logits), reduction=reduction)
+    loss, _, _ = softmax_op(as_ncs(logits, n, c), t, opts)
+    return loss
