@@ -1,10 +1,14 @@
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import triton_segloss as tsl
-from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, upstream_not_one
+from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, upstream_not_one, \
+    value_and_grad
 from reference import ce as ref
+from triton_segloss.ce.ops import CEOptions, ce as ce_op
 
 # (logits shape): 2D, 3D, one pixel, odd sizes, no spatial dims
 SHAPES = [(2, 4, 7, 5), (2, 3, 4, 5, 3), (1, 3, 1, 1), (2, 5, 37, 41), (6, 4)]
@@ -88,7 +92,8 @@ def test_many_classes_sweep_in_chunks(backend):
     x = torch.randn(2, 70, 3, 5) * 4
     t = torch.randint(0, 70, (2, 3, 5))
     t[0, 0, 0] = 69
-    for opts in ({}, {"weight": "w", "label_smoothing": 0.2}, {"balance": True, "reduction": "none"}):
+    for opts in ({}, {"weight": "w", "label_smoothing": 0.2}, {"balance": True, "reduction": "none"},
+                 {"balance": True, "weight": "w", "pixel_weight": "m", "label_smoothing": 0.1}):
         compare_to_reference(tsl.cross_entropy, ref.cross_entropy, x, t, upstream=upstream_not_one,
                              **_materialise(opts, x))
 
@@ -222,21 +227,22 @@ def test_opcheck(backend):
     w = torch.rand(3) + 0.1
     m = torch.rand(2, 1, 4, 5).expand(2, 1, 4, 5).reshape(2, 1, 20)
     cases = [
-        (x, t, w, m, False, True, -100, 0.1, "none"),
-        (x, t, None, m, True, False, 0, 0.0, "sum"),
-        (x, t, w, None, True, True, -100, 0.2, "mean"),
+        ((x, t, w, m), CEOptions(ignore_index=-100, label_smoothing=0.1, reduction="none")),
+        ((x, t, None, m), CEOptions(balance=True, reduction="sum")),
+        ((x, t, w, None), CEOptions(balance=True, ignore_index=-100, label_smoothing=0.2)),
+        ((x, t, None, m), CEOptions(weight_values=(0.5, 1.0, 2.0), balance=True, ignore_index=-100,
+                                    label_smoothing=0.1, reduction="none")),
+        ((x, t, None, None), CEOptions(weight_values=(0.5, 1.0, 2.0), ignore_index=-100)),
     ]
-    for args in cases:
-        torch.library.opcheck(torch.ops.triton_segloss.ce_forward, args)
+    for tensors, o in cases:
+        torch.library.opcheck(ce_op.forward_op, (*tensors, *o))
     # the backward op has no derivative of its own (no double backward): check it on plain tensors
     g = torch.randn(2, 20)
-    for args in cases[::2]:
-        args = (args[0].detach(),) + args[1:]
-        _, stats, cw = torch.ops.triton_segloss.ce_forward(*args)
-        grad = g if args[-1] == "none" else g[0, 0]
-        has_weight = args[2] is not None or args[4]
-        bargs = (grad, stats, cw, args[0], args[1], args[3], has_weight, *args[5:])
-        torch.library.opcheck(torch.ops.triton_segloss.ce_backward, bargs)
+    for (xx, *rest), o in cases:
+        xd = xx.detach()
+        _, coef = ce_op.forward_op(xd, *rest, *o)
+        grad = g if o.reduction == "none" else g[0, 0]
+        torch.library.opcheck(ce_op.backward_op, (grad, coef, xd, *rest, *o))
 
 
 def test_compile_fullgraph(backend):
@@ -249,6 +255,87 @@ def test_compile_fullgraph(backend):
     m = torch.rand(2, 6, 6)
     compiled_matches_eager(lambda a, b: tsl.cross_entropy(a, b, pixel_weight=m, weight=torch.ones(3), ignore_index=255,
                                                           reduction="sum"), x, t)
+
+
+@pytest.mark.parametrize("opts", [
+    {}, {"reduction": "none", "balance": True},
+    {"weight": [1.0, 2.0, 0.5], "label_smoothing": 0.1, "reduction": "sum"},
+    {"balance": True, "pixel_weight": True, "label_smoothing": 0.2},
+    {"reduction": "none", "weight": True, "pixel_weight": True},
+], ids=_id)
+def test_compile_dynamic(backend, opts):
+    # dynamic=True: symbolic sizes reach the api and the op; no graph break, no recompile for a new size
+    from torch._dynamo.utils import counters
+
+    kw = dict(opts, ignore_index=255)
+    use_m = kw.pop("pixel_weight", False)
+    if kw.get("weight") is True:
+        kw["weight"] = torch.tensor([0.3, 1.0, 2.0])
+
+    def fn(a, b, m):
+        return tsl.cross_entropy(a, b, pixel_weight=m if use_m else None, **kw)
+
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(fn, fullgraph=True, dynamic=True, backend="aot_eager")
+    for shape in ((2, 3, 6, 7), (3, 3, 9, 5), (4, 3, 5, 11)):  # no size 1: dynamo specialises it
+        x = torch.randn(shape)
+        t = _labels(shape, 255)
+        m = torch.rand(shape[0], *shape[2:])
+        outs = []
+        for f in (compiled, fn):
+            xx = x.detach().requires_grad_(True)
+            loss = f(xx, t, m)
+            (g,) = torch.autograd.grad(loss, xx, upstream_not_one(loss))
+            outs.append((loss.detach(), g))
+        torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(outs[0][1], outs[1][1], rtol=1e-6, atol=1e-7)
+    assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_out_of_range_labels_are_skipped_when_unchecked(backend, monkeypatch):
+    # value checks off (as on CUDA by default): labels outside [0, C) count like ignored pixels,
+    # also in the balance histogram
+    import triton_segloss._core.validate as validate
+
+    monkeypatch.setattr(validate, "check_values_now", lambda t: False)
+    x = torch.randn(2, 3, 5, 6)
+    t = _labels(x.shape, 255)
+    bad = t.clone()
+    bad[0, 0, :3] = 3
+    bad[1, 2, 1] = -7
+    bad[1, 4, :] = 100
+    ok = torch.where((bad < 0) | (bad >= 3), 255, bad)
+    for kw in ({}, {"reduction": "none"}, {"balance": True}, {"balance": True, "reduction": "none",
+                                                             "label_smoothing": 0.1},
+               {"weight": [1.0, 2.0, 3.0], "reduction": "sum"}):
+        want, want_g = value_and_grad(tsl.cross_entropy, x, ok, ignore_index=255, upstream=upstream_not_one, **kw)
+        got, got_g = value_and_grad(tsl.cross_entropy, x, bad, ignore_index=255, upstream=upstream_not_one, **kw)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+        torch.testing.assert_close(got_g, want_g, rtol=0, atol=0)
+
+
+def test_several_tiles_per_program_and_finisher_steps(monkeypatch):
+    # small caps: programs sweep several tiles, the balance finisher steps over rows and classes
+    from triton_segloss.ce import kernels
+
+    monkeypatch.setattr(kernels, "MAX_PARTIAL_ROWS", 2)
+    monkeypatch.setattr(kernels, "FINISH_ROWS", 2)
+    monkeypatch.setattr(kernels, "FINISH_CLASSES", 2)
+    x = torch.randn(2, 3, 40, 50) * 2  # 2 tiles per image
+    t = _labels(x.shape, 255)
+    m = torch.rand(2, 40, 50)
+    with tsl.use_backend("triton"):
+        for opts in ({}, {"balance": True}, {"balance": True, "label_smoothing": 0.1, "pixel_weight": m,
+                                             "weight": torch.rand(3) + 0.2, "reduction": "sum"},
+                     {"balance": True, "reduction": "none", "label_smoothing": 0.3},
+                     {"label_smoothing": 0.1, "weight": [0.5, 1.0, 2.0], "pixel_weight": m}):
+            compare_to_reference(tsl.cross_entropy, ref.cross_entropy, x, t, upstream=upstream_not_one,
+                                 ignore_index=255, **opts)
+        y = torch.randn(2, 70, 9, 11)  # more classes than one chunk: the per-class partials add up in memory
+        for opts in ({"balance": True, "label_smoothing": 0.1}, {"balance": True, "reduction": "none"}):
+            compare_to_reference(tsl.cross_entropy, ref.cross_entropy, y, _labels(y.shape), upstream=upstream_not_one,
+                                 **opts)
 
 
 def test_deterministic(backend):
@@ -334,3 +421,76 @@ def test_value_checks_skip_while_compiling():
     t_ok = t.clone()
     t_ok[0, 0, 0] = -100
     torch.testing.assert_close(f(x, t), tsl.cross_entropy(x, t_ok))
+
+
+# ---- class stride 2^30 ---------------------------------------------------------
+
+CLASS_STRIDE = 2**30
+CHUNK_STRIDE = 2**25  # 70 classes: classes 64.. (the second chunk) start past 2^31
+SPARSE_NUMEL = 70 * CHUNK_STRIDE + 2**16  # > 2 * CLASS_STRIDE + 2**16 too
+
+
+@pytest.fixture(scope="module")
+def sparse_storage(tmp_path_factory):
+    """A sparse memory-mapped float32 file of ~2.35e9 elements (9 GiB of address space, a few pages of disk)."""
+    path = tmp_path_factory.mktemp("big_ce") / "sparse.bin"
+    with open(path, "wb") as f:
+        f.truncate(SPARSE_NUMEL * 4)
+    big = torch.from_file(str(path), shared=True, size=SPARSE_NUMEL, dtype=torch.float32)
+    yield big
+    del big
+    os.unlink(path)
+
+
+@pytest.fixture
+def in_place_interpreter(monkeypatch):
+    """The interpreter copies every argument's storage back after a launch: all 8 GiB here; skip it."""
+    from triton.runtime import interpreter
+
+    monkeypatch.setattr(interpreter.GridExecutor, "_restore_args_dev", lambda self, *a, **k: None)
+
+
+def _far_and_near(fn, x, t, **kw):
+    """Loss and gradient of ``fn`` on the far view and on a small contiguous copy: the same bits."""
+    near = x.detach().clone()
+    out = []
+    for v in (x, near):
+        xv = v.detach().requires_grad_(True)
+        loss = fn(xv, t, **kw)
+        (g,) = torch.autograd.grad(loss, xv, upstream_not_one(loss))
+        out.append((loss, g))
+    (lf, gf), (ln, gn) = out
+    assert torch.equal(lf, ln), (lf - ln).abs().max()
+    assert torch.equal(gf, gn)
+
+
+def test_class_stride_2_30(sparse_storage, in_place_interpreter):
+    # class c of the logits starts c * 2^30 elements in: c * stride_xc overflows int32 from c = 2 on;
+    # the class weights are a stride-2^30 view too (the finisher and both passes index them by class)
+    S = 40
+    x = sparse_storage.as_strided((1, 3, S), (3 * CLASS_STRIDE, CLASS_STRIDE, 1))
+    x.copy_(torch.randn(1, 3, S) * 3)
+    w = sparse_storage.as_strided((3,), (CLASS_STRIDE,), S + 8)
+    w.copy_(torch.tensor([0.5, 1.0, 2.0]))
+    t = torch.randint(0, 3, (1, S))
+    t[0, :4] = 255
+    m = torch.rand(1, S)
+    with tsl.use_backend("triton"):
+        for kw in ({}, {"reduction": "none"}, {"balance": True}, {"balance": True, "reduction": "none"},
+                   {"label_smoothing": 0.1, "weight": w, "pixel_weight": m},
+                   {"balance": True, "label_smoothing": 0.2, "weight": w, "reduction": "sum"}):
+            _far_and_near(tsl.cross_entropy, x, t, ignore_index=255, **kw)
+            if "weight" in kw:
+                _far_and_near(tsl.cross_entropy, x, t, ignore_index=255, **dict(kw, weight=w.clone()))
+
+
+def test_class_offsets_past_2_31_in_a_later_chunk(sparse_storage, in_place_interpreter):
+    # 70 classes (two chunks of 64) at a class stride of 2^25: classes 64..69 start past 2^31
+    stride = CHUNK_STRIDE
+    S = 12
+    x = sparse_storage.as_strided((1, 70, S), (70 * stride, stride, 1))
+    x.copy_(torch.randn(1, 70, S) * 3)
+    t = torch.randint(60, 70, (1, S))
+    with tsl.use_backend("triton"):
+        for kw in ({}, {"balance": True, "label_smoothing": 0.1}, {"balance": True, "reduction": "none"}):
+            _far_and_near(tsl.cross_entropy, x, t, **kw)

@@ -10,6 +10,7 @@ import torch
 import triton_segloss as tsl
 from triton_segloss import metrics
 from reference import metrics as ref
+from triton_segloss.confusion.ops import ConfusionOptions, confusion as confusion_op
 
 
 def _np_confusion(pred, target, C, ignore_index=None):
@@ -112,10 +113,29 @@ def test_compile_fullgraph_and_opcheck(backend):
     g = torch.compile(lambda a, b: metrics.scores(metrics.confusion_matrix(a, b, 4))["miou"], fullgraph=True,
                       backend="aot_eager")  # no graph break; inductor's code generation is not what is tested
     torch.testing.assert_close(g(x, t), metrics.scores(metrics.confusion_matrix(x, t, 4))["miou"], equal_nan=True)
-    op = torch.ops.triton_segloss.confusion_matrix
-    for args in ((x.reshape(2, 4, -1), t.reshape(2, 1, -1), 4, True, True, 4),
-                 (x.argmax(1).reshape(2, 1, -1), t.reshape(2, 1, -1), 4, False, False, 0)):
-        torch.library.opcheck(op, args)
+    for tensors, o in (((x.reshape(2, 4, -1), t.reshape(2, 1, -1)), ConfusionOptions(4, ignore_index=4)),
+                       ((x.argmax(1).reshape(2, 1, -1), t.reshape(2, 1, -1)), ConfusionOptions(4)),
+                       ((torch.randn(2, 70, 3), torch.randint(0, 70, (2, 1, 3))), ConfusionOptions(70))):
+        torch.library.opcheck(confusion_op.forward_op, (*tensors, *o))
+
+
+def test_compile_dynamic(backend):
+    # dynamic=True: no graph break, and new sizes do not recompile
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    f = torch.compile(lambda a, b: metrics.confusion_matrix(a, b, 4, ignore_index=4), fullgraph=True, dynamic=True,
+                      backend="aot_eager")
+    g = torch.compile(lambda a, b: metrics.confusion_matrix(a.argmax(1), b, 4), fullgraph=True, dynamic=True,
+                      backend="aot_eager")
+    for shape in ((2, 4, 6, 7), (3, 4, 9, 5), (4, 4, 5, 11)):  # no size 1: dynamo specialises it
+        x = torch.randn(shape)
+        t = torch.randint(0, 5, (shape[0], *shape[2:]))
+        assert torch.equal(f(x, t), metrics.confusion_matrix(x, t, 4, ignore_index=4))
+        want = metrics.confusion_matrix(x.argmax(1), t, 4)
+        assert torch.equal(g(x, t), want)
+    assert counters["stats"]["unique_graphs"] == 2
 
 
 def test_logits_requiring_grad(backend):
@@ -274,3 +294,45 @@ def test_bad_inputs():
         metrics.confusion_matrix(x, t, 0)
     with pytest.raises(TypeError, match="ignore_index"):
         metrics.ConfusionMatrix(3, ignore_index=1.5)
+
+
+# ---- class stride 2^30 ---------------------------------------------------------
+
+CLASS_STRIDE = 2**30
+CHUNK_STRIDE = 2**25  # 70 classes: classes 64.. (the second chunk) start past 2^31
+SPARSE_NUMEL = 70 * CHUNK_STRIDE + 2**16  # > 2 * CLASS_STRIDE + 2**16 too
+
+
+@pytest.fixture(scope="module")
+def sparse_storage(tmp_path_factory):
+    """A sparse memory-mapped float32 file of ~2.35e9 elements (9 GiB of address space, a few pages of disk)."""
+    path = tmp_path_factory.mktemp("big_cm") / "sparse.bin"
+    with open(path, "wb") as f:
+        f.truncate(SPARSE_NUMEL * 4)
+    big = torch.from_file(str(path), shared=True, size=SPARSE_NUMEL, dtype=torch.float32)
+    yield big
+    del big
+    os.unlink(path)
+
+
+@pytest.fixture
+def in_place_interpreter(monkeypatch):
+    """The interpreter copies every argument's storage back after a launch: all 9 GiB here; skip it."""
+    from triton.runtime import interpreter
+
+    monkeypatch.setattr(interpreter.GridExecutor, "_restore_args_dev", lambda self, *a, **k: None)
+
+
+@pytest.mark.parametrize("C,stride", [(3, CLASS_STRIDE), (70, CHUNK_STRIDE)], ids=["private", "atomic-2-chunks"])
+def test_class_offsets_past_2_31(sparse_storage, in_place_interpreter, C, stride):
+    # class c of the logits starts c * stride elements in: past 2^31 from c = 2 (stride 2^30), or in the
+    # second chunk of classes (70 classes, stride 2^25), where an int32 c * stride_xc overflows
+    S = 24
+    x = sparse_storage.as_strided((1, C, S), (C * stride, stride, 1))
+    x.copy_(torch.randn(1, C, S))
+    x[0, C - 1, ::3] = 5.0  # the last class (farthest out) wins some pixels
+    t = torch.randint(0, C, (1, S))
+    with tsl.use_backend("triton"):
+        got = metrics.confusion_matrix(x, t, C)
+        assert torch.equal(got, metrics.confusion_matrix(x.clone(), t, C))
+    np.testing.assert_array_equal(got.numpy(), _np_confusion(x.argmax(1), t, C))

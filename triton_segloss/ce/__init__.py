@@ -1,4 +1,11 @@
-"""The ce family (transitional: re-exports the layer-first modules until it moves here)."""
+"""The cross-entropy family: fused softmax cross entropy (``cross_entropy``) and its recipes.
 
-from ..functional._ce import *  # noqa: F401,F403
-from ..functional._ce import __all__  # noqa: F401
+``api`` (public function and checks) -> ``ops`` (options + custom op) ->
+``kernels`` (Triton) or ``torch_impl`` (PyTorch); ``recipes`` holds the
+blog posts' functions.
+"""
+
+from .api import *  # noqa: F401,F403
+from .api import __all__ as _api_all
+
+__all__ = list(_api_all)

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from triton_segloss._core.validate import acc_dtype
-from ..functional import cross_entropy
+from .api import cross_entropy
 
 __all__ = ["cross_entropy2d", "balanced_bce_loss"]
 

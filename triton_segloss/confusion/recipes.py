@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import metrics
+from .api import confusion_matrix, scores
 
 __all__ = ["label_accuracy_score", "iou_binary", "iou"]
 
@@ -28,11 +28,11 @@ def label_accuracy_score(label_trues, label_preds, n_class):
     hist = None
     for lt, lp in zip(label_trues, label_preds):
         t, p = _labels(lt).reshape(1, -1), _labels(lp).reshape(1, -1)
-        cm = metrics.confusion_matrix(p, t, n_class)
+        cm = confusion_matrix(p, t, n_class)
         hist = cm if hist is None else hist + cm
     if hist is None:
         hist = torch.zeros((n_class, n_class), dtype=torch.int64)
-    s = metrics.scores(hist)
+    s = scores(hist)
     return tuple(np.float64(s[k].item()) for k in ("pixel_acc", "mean_acc", "miou", "fwiou"))
 
 
@@ -55,7 +55,7 @@ def _per_image_ious(pred: Tensor, label: Tensor, C: int, ignore, EMPTY: float) -
         outside_l &= label != ignore
     label = torch.where(outside_l, C, label)
     pred = torch.where((pred < 0) | (pred >= C), C, pred)
-    cm = metrics.confusion_matrix(pred, label, C + 1, ignore_index=ignore).double()
+    cm = confusion_matrix(pred, label, C + 1, ignore_index=ignore).double()
     inter = cm.diagonal()[:C]
     union = cm.sum(1)[:C] + cm.sum(0)[:C] - inter
     ious = torch.where(union > 0, inter / union.clamp_min(1), EMPTY).tolist()
@@ -75,7 +75,7 @@ def iou_binary(preds, labels, EMPTY=1.0, ignore=None, per_image=True):
         lab = torch.where(label == 1, 1, 0)
         if ign is not None:
             lab = torch.where(label == ign, -1, lab)
-        cm = metrics.confusion_matrix((pred == 1).to(torch.int64), lab, 2).double()
+        cm = confusion_matrix((pred == 1).to(torch.int64), lab, 2).double()
         inter = cm[1, 1]
         union = cm[1].sum() + cm[0, 1]
         ious.append(EMPTY if union.item() == 0 else (inter / union).item())

@@ -1,4 +1,4 @@
-"""Fused softmax cross entropy."""
+"""Public function of the cross-entropy family: fused softmax cross entropy."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from .. import ops as _ops  # noqa: F401  (registers the custom ops)
 from triton_segloss._core.validate import (
-    acc_dtype, as_ncs, check_label_values, check_logits, check_reduction, check_same_device, finite_float,
+    as_ncs, check_label_values, check_logits, check_reduction, check_same_device, finite_float,
     multiclass_target_ns, shape_str,
 )
+
+from .ops import CEOptions, ce
 
 __all__ = ["cross_entropy"]
 
@@ -24,15 +25,21 @@ def _ignore_index(ignore_index) -> Optional[int]:
     return ignore_index
 
 
-def _class_weight(logits: Tensor, weight) -> Optional[Tensor]:
+def _class_weight(logits: Tensor, weight) -> tuple[Optional[Tensor], Optional[tuple[float, ...]]]:
+    """(tensor or None, numbers or None): a tensor stays the op's input, numbers become an option."""
     if weight is None:
-        return None
+        return None, None
     c = logits.shape[1]
     if not isinstance(weight, Tensor):
         try:
-            weight = torch.tensor(weight, dtype=acc_dtype(logits.dtype), device=logits.device)
-        except (TypeError, ValueError, RuntimeError):
+            values = tuple(weight)
+        except TypeError:
             raise TypeError(f"weight must be a tensor or a sequence of C={c} numbers, got {weight!r}") from None
+        if len(values) != c:
+            raise ValueError(
+                f"weight must have C = {c} values for logits {shape_str(logits)}; got {len(values)} values"
+            )
+        return None, tuple(finite_float(v, f"weight[{i}]") for i, v in enumerate(values))
     if not weight.is_floating_point():
         raise TypeError(f"weight must be a floating tensor, got dtype {weight.dtype}")
     if weight.shape != (c,):
@@ -40,7 +47,7 @@ def _class_weight(logits: Tensor, weight) -> Optional[Tensor]:
             f"weight must have shape (C,) = ({c},) for logits {shape_str(logits)}; got weight {shape_str(weight)}"
         )
     check_same_device(logits, "logits", weight, "weight")
-    return weight.detach().to(acc_dtype(logits.dtype)).contiguous()
+    return weight.detach(), None  # read in its own dtype and stride: no copy
 
 
 def _pixel_weight(logits: Tensor, pixel_weight) -> Optional[Tensor]:
@@ -94,7 +101,8 @@ def cross_entropy(
     Args:
         logits: ``(N, C, *spatial)`` float16/bfloat16/float32/float64, any strides.
         target: integer labels ``(N, *spatial)`` (or ``(N, 1, *spatial)``), int64/int32/uint8.
-        weight: per-class weights ``(C,)`` (a constant: no gradient flows to it).
+        weight: per-class weights: a ``(C,)`` tensor or a sequence of C numbers (a constant:
+            no gradient flows to it).
         pixel_weight: per-pixel weights broadcastable to ``(N, *spatial)`` (e.g. seed 001's
             boundary weights); a constant.
         balance: class weights from the target: ``w[c] = 1 / n_c`` with ``n_c`` the number
@@ -106,7 +114,7 @@ def cross_entropy(
             term.
         ignore_index: label whose pixels get no loss and zero gradient (``None``: none).
             Labels outside ``[0, C)`` are an error (checked on CPU, and on CUDA with
-            ``TRITON_SEGLOSS_VALIDATE=1``); unchecked, the kernels skip them like ignored
+            ``TRITON_SEGLOSS_VALIDATE=1``); unchecked, both backends skip them like ignored
             pixels.
         label_smoothing: in ``[0, 1]``, as in torch.
         reduction: ``"mean"``: ``sum l / sum wt`` -- the weighted mean over non-ignored
@@ -118,6 +126,13 @@ def cross_entropy(
 
     Returns the loss in float32 (float64 for float64 logits); the gradient has the
     logits' dtype and layout.
+
+    Example:
+        >>> import torch, triton_segloss as tsl
+        >>> logits = torch.zeros(1, 2, 2, 2)
+        >>> target = torch.tensor([[[0, 1], [1, 255]]])
+        >>> round(float(tsl.cross_entropy(logits, target, ignore_index=255)), 4)  # log 2
+        0.6931
     """
     check_logits(logits)
     check_reduction(reduction)
@@ -130,13 +145,10 @@ def cross_entropy(
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
     if not isinstance(balance, bool):
         raise TypeError(f"balance must be True or False, got {balance!r}")
-    w = _class_weight(logits, weight)
-    pw = _pixel_weight(logits, pixel_weight)
-    loss, _, _ = torch.ops.triton_segloss.ce_forward(
-        as_ncs(logits, n, c), t, w, pw, balance,
-        ignore_index is not None, 0 if ignore_index is None else ignore_index,
-        label_smoothing, reduction,
-    )
+    w, w_values = _class_weight(logits, weight)
+    opts = CEOptions(weight_values=w_values, balance=balance, ignore_index=ignore_index,
+                     label_smoothing=label_smoothing, reduction=reduction)
+    loss, _ = ce(as_ncs(logits, n, c), t, w, _pixel_weight(logits, pixel_weight), opts)
     if reduction == "none":
         return loss.view(n, *logits.shape[2:])
     return loss

@@ -1,0 +1,93 @@
+"""The cross-entropy family's custom op ``triton_segloss::ce`` (and ``ce_backward``).
+
+``ce(logits, target, weight?, pixel_weight?, options) -> (loss, coef)``:
+``logits`` (N, C, S), ``target`` (N, 1, S) labels, ``weight`` a (C,) tensor of
+class weights (class weights given as numbers travel in the options instead),
+``pixel_weight`` an (N, 1, S) map. ``loss`` is 0-d (``"mean"``/``"sum"``) or
+the per-pixel ``(N, S)`` map (``"none"``); ``coef`` holds what the finisher
+wrote for the backward: ``[scale]`` (the gradient per unit upstream gradient of
+each pixel's loss), and with ``balance`` the C class weights it used after it.
+``"none"`` without ``balance`` needs none: ``coef`` is empty. The backward reads
+``coef`` and the upstream gradient from device memory: no host sync anywhere.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple, Optional
+
+import torch
+
+from triton_segloss._core.backend import select
+from triton_segloss._core.op import define_op
+from triton_segloss._core.validate import acc_dtype
+
+from . import torch_impl
+
+
+class CEOptions(NamedTuple):
+    """Every option of ``cross_entropy``, checked, as the op receives them."""
+
+    weight_values: Optional[tuple[float, ...]] = None  # class weights given as numbers (a tensor is the op's weight)
+    balance: bool = False
+    ignore_index: Optional[int] = None
+    label_smoothing: float = 0.0
+    reduction: str = "mean"
+
+
+def coef_size(C: int, o: CEOptions) -> int:
+    """Length of ``coef``: [scale] (+ the C class weights with balance); 0 for "none" without balance."""
+    if o.balance:
+        return 1 + C
+    return 0 if o.reduction == "none" else 1
+
+
+_WEIGHTS: dict = {}  # (device, dtype, values) -> the (C,) tensor: made once, not per call (an H2D copy)
+_WEIGHTS_LOCK = threading.Lock()
+_WEIGHTS_MAX = 64
+
+
+def _weight_tensor(values: tuple, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    key = (device, dtype, values)
+    w = _WEIGHTS.get(key)
+    if w is None:
+        with _WEIGHTS_LOCK:
+            if len(_WEIGHTS) >= _WEIGHTS_MAX:
+                _WEIGHTS.pop(next(iter(_WEIGHTS)))  # the oldest entry
+            w = _WEIGHTS.setdefault(key, torch.tensor(values, dtype=dtype, device=device))
+    return w
+
+
+def _weight(logits, weight, o):
+    """The class weights both backends read: the tensor, the cached tensor of the numbers, or None."""
+    if weight is None and o.weight_values is not None:
+        return _weight_tensor(tuple(o.weight_values), logits.device, acc_dtype(logits.dtype))
+    return weight
+
+
+def _impl(device):
+    if select(device) == "triton":
+        from . import kernels
+
+        return kernels
+    return torch_impl
+
+
+def _forward(logits, target, weight, pixel_weight, o):
+    return _impl(logits.device).forward(logits, target, _weight(logits, weight, o), pixel_weight, o)
+
+
+def _fake(logits, target, weight, pixel_weight, o):
+    acc = acc_dtype(logits.dtype)
+    N, C, S = logits.shape
+    return (logits.new_empty((N, S) if o.reduction == "none" else (), dtype=acc),
+            logits.new_empty((coef_size(C, o),), dtype=acc))
+
+
+def _backward(grads, saved, logits, target, weight, pixel_weight, o):
+    (g,), (coef,) = grads, saved
+    return _impl(logits.device).backward(g, coef, logits, target, _weight(logits, weight, o), pixel_weight, o)
+
+
+ce = define_op("ce", CEOptions, tensors=("logits", "target", "weight?", "pixel_weight?"), outputs=2,
+               forward=_forward, fake=_fake, backward=_backward, saved_outputs=(1,))
