@@ -36,7 +36,7 @@ input-sized zero tensor.
 from __future__ import annotations
 
 import typing
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor

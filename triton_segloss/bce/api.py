@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Union
 
-import torch
 from torch import Tensor
 
 from triton_segloss._core.validate import (

@@ -13,12 +13,12 @@ each pixel's loss), and with ``balance`` the C class weights it used after it.
 
 from __future__ import annotations
 
-import threading
 from typing import NamedTuple, Optional
 
 import torch
 
 from triton_segloss._core.backend import select
+from triton_segloss._core.cache import device_values
 from triton_segloss._core.op import define_op
 from triton_segloss._core.validate import acc_dtype
 
@@ -42,20 +42,8 @@ def coef_size(C: int, o: CEOptions) -> int:
     return 0 if o.reduction == "none" else 1
 
 
-_WEIGHTS: dict = {}  # (device, dtype, values) -> the (C,) tensor: made once, not per call (an H2D copy)
-_WEIGHTS_LOCK = threading.Lock()
-_WEIGHTS_MAX = 64
-
-
 def _weight_tensor(values: tuple, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    key = (device, dtype, values)
-    w = _WEIGHTS.get(key)
-    if w is None:
-        with _WEIGHTS_LOCK:
-            if len(_WEIGHTS) >= _WEIGHTS_MAX:
-                _WEIGHTS.pop(next(iter(_WEIGHTS)))  # the oldest entry
-            w = _WEIGHTS.setdefault(key, torch.tensor(values, dtype=dtype, device=device))
-    return w
+    return device_values(values, device, dtype)  # made once per (device, dtype, values), not per call
 
 
 def _weight(logits, weight, o):

@@ -16,12 +16,12 @@ cached here, never per call.
 
 from __future__ import annotations
 
-import threading
 from typing import NamedTuple, Optional
 
 import torch
 
 from triton_segloss._core.backend import select
+from triton_segloss._core.cache import device_values
 from triton_segloss._core.op import define_op
 from triton_segloss._core.validate import acc_dtype
 
@@ -84,22 +84,10 @@ focal_sigmoid = define_op("focal_sigmoid", SigmoidFocalOptions, tensors=("logits
 
 # ---- softmax focal ------------------------------------------------------------------------
 
-_CLASS_ALPHA: dict = {}
-_CLASS_ALPHA_MAX = 64  # distinct (device, dtype, values) kept; the oldest goes first
-_CLASS_ALPHA_LOCK = threading.Lock()
-
-
 def _class_alpha(values: tuple, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """The per-class alpha ``values`` as a (C,) tensor on ``device``: one host-to-device copy per
     (device, dtype, values), not one per call (on CUDA each would be a synchronising copy)."""
-    key = (device, dtype, values)
-    with _CLASS_ALPHA_LOCK:
-        w = _CLASS_ALPHA.get(key)
-        if w is None:
-            if len(_CLASS_ALPHA) >= _CLASS_ALPHA_MAX:
-                _CLASS_ALPHA.pop(next(iter(_CLASS_ALPHA)))
-            w = _CLASS_ALPHA[key] = torch.tensor(values, dtype=dtype, device=device)
-    return w
+    return device_values(values, device, dtype)
 
 
 def _alpha_weight(logits, alpha_weight, o):

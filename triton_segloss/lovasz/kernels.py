@@ -48,6 +48,7 @@ import triton
 import triton.language as tl
 
 from triton_segloss._core.aot import aot_spec
+from triton_segloss._core.cache import device_values
 from triton_segloss._core.jit import block_for, device_guard, load_ncs, row_tile, scalar, split_f64, tl_acc
 from triton_segloss._core.validate import acc_dtype
 
@@ -472,8 +473,6 @@ def _lovasz_bwd_kernel(
 
 # ---- launchers (same names and contract as torch_impl.py) ----------------------------------------
 
-_TABLES: dict = {}
-
 
 def _class_table(device, classes: tuple, c: int) -> torch.Tensor:
     """The int32 table of a class list, made once per (device, list, C) and cached:
@@ -481,18 +480,11 @@ def _class_table(device, classes: tuple, c: int) -> torch.Tensor:
     classes in increasing order (the columns), mult how often each is listed, pos the
     column of each listed entry, listed the list itself and col the column of each
     class (-1: not listed)."""
-    key = (device, classes, c)
-    tab = _TABLES.get(key)
-    if tab is None:
-        uniq = sorted(set(classes))
-        col = {k: i for i, k in enumerate(uniq)}
-        values = uniq + [classes.count(k) for k in uniq] + [col[k] for k in classes] + list(classes) \
-            + [col.get(k, -1) for k in range(c)]
-        tab = torch.tensor(values, dtype=torch.int32, device=device)
-        if len(_TABLES) >= 64:
-            _TABLES.pop(next(iter(_TABLES)))
-        _TABLES[key] = tab
-    return tab
+    uniq = sorted(set(classes))
+    col = {k: i for i, k in enumerate(uniq)}
+    values = uniq + [classes.count(k) for k in uniq] + [col[k] for k in classes] + list(classes) \
+        + [col.get(k, -1) for k in range(c)]
+    return device_values(tuple(values), device, torch.int32)  # built once per (device, table)
 
 
 def _class_blocks(c: int) -> tuple[int, int]:
