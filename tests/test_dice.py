@@ -1,4 +1,4 @@
-"""Dice / Jaccard / Tversky / generalized Dice and the shared partial-sums op."""
+"""Dice / Jaccard / Tversky / generalized Dice and the family's op (``triton_segloss::dice``)."""
 
 import pytest
 import torch
@@ -7,7 +7,8 @@ import triton_segloss as tsl
 from checks import (bitwise_deterministic, compare_to_reference, compiled_matches_eager, upstream_not_one,
                     value_and_grad)
 from reference import dice as ref
-from triton_segloss.functional._dice import bce_dice_terms
+from triton_segloss.dice import bce_dice_terms
+from triton_segloss.dice.ops import DiceOptions, dice
 
 KINDS = {
     "dice": (tsl.dice_loss, ref.dice_loss, {}),
@@ -110,6 +111,15 @@ def test_generalized_weight_types(backend):
         compare_to_reference(tsl.generalized_dice_loss, ref.generalized_dice_loss, x, y, mode="multiclass",
                              weight_type=wt, per_image=True, class_weight=[1.0, 2.0, 0.5, 1.0],
                              reduction="none", upstream=upstream_not_one)
+
+
+@pytest.mark.parametrize("mode", ["binary", "multiclass"])
+def test_generalized_pooled_none(backend, mode):
+    # one pooled row, shape (1,), for a batch of 3: every image's sums feed that one element
+    shape = (3, 1, 5, 4) if mode == "binary" else (3, 4, 5, 4)
+    x = torch.randn(shape)
+    compare_to_reference(tsl.generalized_dice_loss, ref.generalized_dice_loss, x, make_target(mode, shape),
+                         mode=mode, per_image=False, reduction="none", upstream=lambda l: torch.full_like(l, -1.7))
 
 
 # ---- algebraic identities ---------------------------------------------------------------
@@ -243,32 +253,54 @@ def test_gradcheck_fp64(backend):
     assert torch.autograd.gradcheck(lambda a: tsl.jaccard_loss(a, t[:1, :, :2, :2], mode="multilabel"), (small,))
 
 
-def _op_args(multiclass, n=2, c=3, s=20, **over):
+def _op_args(multiclass, n=2, c=3, s=20, weight=None, class_weight=None, pixel_class_weight=None, **over):
+    """(tensors, options) of one ``dice`` op call on (N, C, S) views, as the public functions make them."""
     x = torch.randn(n, c, s)
     t = torch.randint(0, c, (n, 1, s)) if multiclass else (torch.rand(n, c, s) < 0.5).float()
-    args = dict(logits=x, target=t, weight=None, multiclass=multiclass, from_logits=True, has_ignore=False,
-                ignore_index=0.0, squared=False, signed=False, has_label_weight=False, lw_neg=1.0, lw_pos=1.0,
-                w_pow_i=1, w_pow_pt=1, pixel=0, alpha=-1.0, gamma=0.0, hard=False, threshold=0.5)
-    args.update(over)
-    return args
+    return (x, t, weight, class_weight, pixel_class_weight), DiceOptions(multiclass=multiclass, **over)
 
 
 def test_opcheck(backend):
     w = torch.rand(2, 1, 20).expand(2, 3, 20)
     cases = [
         _op_args(False),
-        _op_args(False, weight=w, squared=True, signed=True, has_label_weight=True, lw_neg=0.2, lw_pos=0.8,
-                 w_pow_i=2, w_pow_pt=2, pixel=2, alpha=0.25, gamma=2.0),
-        _op_args(True, weight=w, pixel=1),
-        _op_args(True, pixel=2, gamma=1.5, has_ignore=True, ignore_index=1.0, w_pow_i=2),
+        _op_args(False, weight=w, squared=True, signed=True, label_weight=(0.2, 0.8), w_pow_i=2, w_pow_pt=2,
+                 pixel="focal", focal_alpha=0.25, focal_gamma=2.0, kind="jaccard", log_loss=True),
+        _op_args(True, weight=w, pixel="xent", pixel_class_weight=torch.tensor([1.0, 2.0, 0.5]),
+                 pixel_weighs_count=True, per_image=True, reduction="none", classes=(2, 0),
+                 class_weight_list=(1.0, 2.0, 3.0), lambda_pixel=0.3),
+        _op_args(True, pixel="focal", focal_gamma=1.5, ignore_index=1.0, w_pow_i=2, kind="generalized",
+                 class_weight=torch.tensor([0.5, 1.0, 2.0]), per_image=True, reduction="none"),
+        _op_args(False, c=1, pixel="xent", w_pow_i=2, w_pow_pt=2, per_image=True, split=True, eps=0.0,
+                 smooth_num=2.0, smooth_den=1.0),
+        _op_args(False, kind="tversky", alpha=0.3, beta=0.7, gamma=1.5, classes=(1,), reduction="none"),
     ]
-    for kw in cases:
-        kw["logits"].requires_grad_(True)
-        torch.library.opcheck(torch.ops.triton_segloss.dice_sums, tuple(kw.values()))
-    for kw in cases[1::2]:  # the backward op has no derivative of its own: plain tensors
-        args = (kw["logits"].detach(),) + tuple(kw.values())[1:]
-        g = torch.randn(2, 3, 5)
-        torch.library.opcheck(torch.ops.triton_segloss.dice_sums_backward, (g, *args))
+    for tensors, opts in cases:
+        tensors[0].requires_grad_(True)
+        torch.library.opcheck(dice.forward_op, (*tensors, *opts))
+    for tensors, opts in cases:  # the backward op has no derivative of its own: plain tensors
+        x = tensors[0].detach()
+        loss, coef = dice.forward_op(x, *tensors[1:], *opts)
+        g = torch.randn_like(loss)
+        torch.library.opcheck(dice.backward_op, (g, coef, x, *tensors[1:], *opts))
+
+
+def test_class_weight_tensor_gets_no_gradient(backend):
+    """Per-class vectors reach the finisher kernel, which differentiates the logits only: a class
+    weight that requires grad is refused with a clear error (define_op), not silently ignored."""
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    y = make_target("multiclass", x.shape)
+    cw = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    loss = tsl.dice_loss(x, y, mode="multiclass", class_weight=cw)
+    with pytest.raises(RuntimeError, match="not differentiable with respect to argument 'class_weight'"):
+        torch.autograd.grad(loss, (x, cw))
+    ce_w = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    loss = tsl.ce_dice_loss(x, y, ce_weight=ce_w)
+    with pytest.raises(RuntimeError, match="not differentiable with respect to argument 'pixel_class_weight'"):
+        torch.autograd.grad(loss, (x, ce_w))
+    # detached, the same tensor is a plain option: the same value as the list
+    torch.testing.assert_close(tsl.dice_loss(x, y, mode="multiclass", class_weight=cw.detach()),
+                               tsl.dice_loss(x, y, mode="multiclass", class_weight=[1.0, 2.0, 3.0]))
 
 
 def compiled_matches_eager_aot(fn, logits, *args, **kwargs):
@@ -326,7 +358,7 @@ def test_backends_agree():
 
 def test_torch_path_chunks(monkeypatch):
     # the PyTorch path processes the spatial axis in chunks; several chunks give the same result
-    from triton_segloss.torch_impl import dice as tdice
+    from triton_segloss.dice import torch_impl as tdice
     x = torch.randn(2, 3, 7, 9)
     y = make_target("multiclass", x.shape, ignore=255)
     t = make_target("multilabel", x.shape)
@@ -411,3 +443,146 @@ def test_value_checks_skip_while_compiling():
     y[0, 0, 0] = 7  # out of range: unchecked inside a compiled graph, and harmless (no class matches)
     f = torch.compile(lambda a, b: tsl.dice_loss(a, b, mode="multiclass"), fullgraph=True)
     assert torch.isfinite(f(torch.randn(2, 3, 4, 4), y))
+
+
+# ---- class offsets past 2^31 elements (int64 class indices in every kernel with a class axis) -------
+
+CLASS_STRIDE = 2**30
+
+
+@pytest.fixture(scope="module")
+def sparse_classes(tmp_path_factory):
+    """A sparse file of 2^31 + 2^16 float32 elements (8 GiB of address space, a few pages of disk)."""
+    pytest.importorskip("triton")
+    path = tmp_path_factory.mktemp("big") / "classes.bin"
+    numel = 2 * CLASS_STRIDE + 2**16
+    with open(path, "wb") as f:
+        f.truncate(numel * 4)
+    big = torch.from_file(str(path), shared=True, size=numel, dtype=torch.float32)
+    yield big
+    del big
+    path.unlink()
+
+
+@pytest.fixture
+def in_place_interpreter(monkeypatch):
+    """Triton's interpreter copies every argument's storage back after a launch (a no-op for CPU
+    tensors, run in place); over the 8 GiB mapping that copy is skipped for the test."""
+    from triton.runtime import interpreter
+
+    monkeypatch.setattr(interpreter.GridExecutor, "_restore_args_dev", lambda self, *a, **k: None)
+
+
+def _far_classes(big, s, offset=0):
+    """(1, 3, s) view of the mapping whose class c starts at element c * 2^30: the int32 product
+    cls * stride_c overflows at c = 2 (2^31)."""
+    v = big.as_strided((1, 3, s), (3 * CLASS_STRIDE, CLASS_STRIDE, 1), offset)
+    v.copy_(torch.randn(1, 3, s) * 3)
+    return v
+
+
+FAR = [
+    ("dice_loss multilabel", tsl.dice_loss, "multilabel", {"per_image": True, "reduction": "none"}),
+    ("dice_focal_loss multilabel", tsl.dice_focal_loss, "multilabel", {}),
+    ("dice_loss multiclass", tsl.dice_loss, "multiclass", {"reduction": "none"}),
+    ("ce_dice_loss", tsl.ce_dice_loss, "multiclass", {"ignore_index": 255}),
+    ("dice_focal_loss multiclass", tsl.dice_focal_loss, "multiclass", {}),
+]
+
+
+@pytest.mark.parametrize("name,fn,mode,kw", FAR, ids=[f[0] for f in FAR])
+def test_class_stride_2_30(sparse_classes, in_place_interpreter, name, fn, mode, kw):
+    """Logits and weight map with a class stride of 2^30 elements give bitwise the values and
+    gradients of small contiguous copies (sigmoid and softmax kernels, forward and backward)."""
+    s = 40
+    x = _far_classes(sparse_classes, s)
+    w = _far_classes(sparse_classes, s, offset=s)
+    w.copy_(torch.rand(1, 3, s) + 0.5)
+    if mode == "multiclass":  # every class present (make_target empties the last image)
+        t = torch.randint(0, 3, (1, s))
+        t[0, :4] = 255 if "ignore_index" in kw else 0
+    else:
+        t = (torch.rand(1, 3, s) < 0.4).float()
+    if mode != "multiclass":
+        kw = dict(kw, mode=mode)
+    elif fn is not tsl.ce_dice_loss:
+        kw = dict(kw, mode=mode)
+    out = []
+    with tsl.use_backend("triton"):
+        for xx, ww in ((x, w), (x.clone(), w.clone())):
+            xg = xx.detach().requires_grad_(True)
+            loss = fn(xg, t, weight=ww, **kw)
+            (g,) = torch.autograd.grad(loss, xg, upstream_not_one(loss))
+            out.append((loss, g))
+    assert torch.equal(out[0][0], out[1][0])
+    assert torch.equal(out[0][1], out[1][1])
+    assert torch.isfinite(out[0][1]).all() and torch.count_nonzero(out[0][1]) > 0
+
+
+# ---- labels outside [0, C) with value checks off -------------------------------------------------
+
+@pytest.mark.parametrize("name", ["dice_loss", "ce_dice_loss", "dice_focal_loss"])
+def test_out_of_range_labels_are_skipped_like_ignored(name, monkeypatch):
+    """With value checks off (as on CUDA by default), a label outside [0, C) enters no sum and gets
+    zero gradient, on both backends: the same as marking it ignored."""
+    from triton_segloss._core import validate
+
+    monkeypatch.setattr(validate, "check_values_now", lambda t: False)
+    x = torch.randn(2, 3, 5, 6)
+    y = make_target("multiclass", x.shape)
+    bad = y.clone()
+    bad[0, 1, :3] = 7
+    bad[1, 0, 2] = -3
+    ign = torch.where((bad < 0) | (bad >= 3), torch.full_like(bad, 255), bad)
+    fn = getattr(tsl, name)
+    kw = {} if name == "ce_dice_loss" else {"mode": "multiclass"}
+    out = {}
+    for b in ("triton", "torch"):
+        with tsl.use_backend(b):
+            out[b] = value_and_grad(fn, x, bad, per_image=True, reduction="none", **kw)
+            want = value_and_grad(fn, x, ign, ignore_index=255, per_image=True, reduction="none", **kw)
+        torch.testing.assert_close(out[b][0], want[0], rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(out[b][1], want[1], rtol=1e-6, atol=1e-8)
+        assert torch.count_nonzero(out[b][1][0, :, 1, :3]) == 0
+    torch.testing.assert_close(out["triton"][0], out["torch"][0], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(out["triton"][1], out["torch"][1], rtol=1e-5, atol=1e-8)
+
+
+# ---- torch.compile(fullgraph=True, dynamic=True) on every public loss of the family -----------------
+
+DYNAMIC = [
+    ("dice_loss", "multiclass", {"mode": "multiclass", "classes": [2, 0], "class_weight": [1.0, 2.0, 3.0],
+                                 "per_image": True, "reduction": "none"}),
+    ("jaccard_loss", "multilabel", {"mode": "multilabel", "ignore_index": 255, "log_loss": True}),
+    ("tversky_loss", "binary", {"alpha": 0.3, "beta": 0.7, "gamma": 1.5, "reduction": "sum"}),
+    ("generalized_dice_loss", "multiclass", {"mode": "multiclass", "per_image": True, "reduction": "none"}),
+    ("bce_dice_loss", "multilabel", {"mode": "multilabel", "weight": "map", "lambda_bce": 0.5}),
+    ("ce_dice_loss", "multiclass", {"ce_weight": [1.0, 2.0, 0.5], "per_image": True, "reduction": "none"}),
+    ("dice_focal_loss", "multiclass", {"mode": "multiclass", "alpha": 0.25, "ignore_index": 255}),
+]
+
+
+@pytest.mark.parametrize("name,mode,opts", DYNAMIC, ids=[d[0] for d in DYNAMIC])
+def test_compile_dynamic_fullgraph(backend, name, mode, opts):
+    """``torch.compile(fullgraph=True, dynamic=True)``: no graph break, the eager value and gradient,
+    and a second input size runs through the same symbolic graph."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    fn = getattr(tsl, name)
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(lambda a, b, **k: fn(a, b, **k), fullgraph=True, dynamic=True, backend=counter)
+    frames = []
+    for shape in ((2, 3, 6, 5), (3, 3, 7, 4)):
+        shape = (shape[0], 1, *shape[2:]) if mode == "binary" else shape
+        kw = dict(opts)
+        if kw.get("weight") == "map":
+            kw["weight"] = torch.rand(shape[0], *shape[2:]) + 0.2
+        x = torch.randn(shape)
+        t = make_target(mode, shape, ignore=kw.get("ignore_index"))
+        loss, grad = value_and_grad(compiled, x, t, upstream=upstream_not_one, **kw)
+        eager_loss, eager_grad = value_and_grad(fn, x, t, upstream=upstream_not_one, **kw)
+        torch.testing.assert_close(loss, eager_loss, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(grad, eager_grad, rtol=1e-6, atol=1e-7)
+        frames.append(counter.frame_count)
+    assert frames[0] == frames[1], f"recompiled for the second size: {frames} frames"

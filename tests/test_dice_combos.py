@@ -174,8 +174,8 @@ class _Record(TorchDispatchMode):
                                        ("dice_focal_loss", "multiclass"), ("dice_loss", "multiclass"),
                                        ("generalized_dice_loss", "multilabel")])
 def test_one_read_per_pass_and_nothing_input_sized(backend, name, mode):
-    """Forward: one dice_sums op and only (N, C, 5)-sized float tensors besides views of the
-    inputs; backward: one dice_sums_backward op writes the gradient, nothing else is input-sized.
+    """Forward: one dice op and only (N, C, 5)-sized float tensors besides views of the inputs;
+    backward: one dice_backward op writes the gradient, nothing else is input-sized.
     (Boolean masks are left out: they come from the CPU-only value checks of the target.)"""
     x = torch.randn(2, 3, 8, 8, requires_grad=True)
     t = make_target(mode, x.shape)
@@ -185,7 +185,7 @@ def test_one_read_per_pass_and_nothing_input_sized(backend, name, mode):
     with _Record() as bwd:
         loss.backward()
     small = 2 * 3 * 5
-    for rec, op in ((fwd, "triton_segloss::dice_sums"), (bwd, "triton_segloss::dice_sums_backward")):
+    for rec, op in ((fwd, "triton_segloss::dice"), (bwd, "triton_segloss::dice_backward")):
         names = [c[0] for c in rec.calls]
         assert names.count(op) == 1, names
         big = [c for c in rec.calls if not c[1] and c[2] > small and c[0] != op and "accumulate" not in c[0]]

@@ -1,4 +1,5 @@
-"""Seed recipes of the soft-overlap (Dice) family, computed through the fused partial-sums op."""
+"""Seed recipes of the Dice family, each one call of the family's fused op (``ops.dice``):
+one pass over the pixels, one finisher, one backward pass."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 from torch import Tensor
 
 from triton_segloss._core.validate import check_reduction, finite_float, shape_str
-from ..functional._dice import _TINY, PIXEL_XENT, _ratio, _sums, _vector
+
+from .api import _run
 
 __all__ = [
     "weighted_soft_dice", "soft_dice_loss", "weighted_soft_dice_loss", "dice_score", "bce_dice_loss",
@@ -35,10 +37,11 @@ def _pair(a: Tensor, a_name: str, b: Tensor, b_name: str) -> tuple[Tensor, Tenso
     return _flat(a, a_name, n), _flat(b, b_name, n)
 
 
-def _per_image_score(sums: Tensor, smooth_num: float, smooth_den: float) -> Tensor:
-    """(2 I + smooth_num) / (P + T + smooth_den) per image of (N, 1, 5) sums; 1 where P + T == 0."""
-    inter, psum, tsum = sums[:, 0, 0], sums[:, 0, 1], sums[:, 0, 2]
-    return _ratio(2 * inter + smooth_num, psum + tsum + smooth_den, psum + tsum, 0.0)
+def _per_image_dice(x: Tensor, t: Tensor, smooth_num: float, smooth_den: float, **kw) -> Tensor:
+    """Batch mean of ``1 - (2 I + smooth_num) / (P + T + smooth_den)`` per image (1 - score, or the
+    mean score with ``score=True``); an image with P + T == 0 scores 1."""
+    return _run(x, t, mode="binary", kind="dice", smooth_num=smooth_num, smooth_den=smooth_den, eps=0.0,
+                per_image=True, **kw)
 
 
 # ---- seed 000 ----------------------------------------------------------------------
@@ -54,8 +57,7 @@ def weighted_soft_dice(logit_pixel: Tensor, truth_pixel: Tensor, weight: Sequenc
     """
     x, t = _pair(logit_pixel, "logit_pixel", truth_pixel, "truth_pixel")
     w0, w1 = (finite_float(v, "weight") for v in weight)
-    sums = _sums(x, t, mode="binary", squared=True, signed=True, label_weight=(w0, w1), w_pow=(2, 2))
-    return (1 - _per_image_score(sums, 0.0, 0.0)).mean()
+    return _per_image_dice(x, t, 0.0, 0.0, squared=True, signed=True, label_weight=(w0, w1), w_pow_i=2, w_pow_pt=2)
 
 
 # ---- seed 001 ----------------------------------------------------------------------
@@ -67,14 +69,14 @@ def soft_dice_loss(logits: Tensor, labels: Tensor) -> Tensor:
     image with exactly ``P + T == 0`` differs (it scores 1, the seed 2).
     """
     x, t = _pair(logits, "logits", labels, "labels")
-    return 1 - _per_image_score(_sums(x, t, mode="binary"), 2.0, 1.0).mean()
+    return _per_image_dice(x, t, 2.0, 1.0)
 
 
 def weighted_soft_dice_loss(logits: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
     """Seed 001's ``WeightedSoftDiceLoss``: as :func:`soft_dice_loss` with ``weights**2`` in all three sums."""
     x, t = _pair(logits, "logits", labels, "labels")
     _, w = _pair(logits, "logits", weights, "weights")
-    return 1 - _per_image_score(_sums(x, t, mode="binary", weight=w, w_pow=(2, 2)), 2.0, 1.0).mean()
+    return _per_image_dice(x, t, 2.0, 1.0, weight=w, w_pow_i=2, w_pow_pt=2)
 
 
 def dice_score(logits: Tensor, labels: Tensor, threshold: float = 0.5) -> Tensor:
@@ -84,8 +86,7 @@ def dice_score(logits: Tensor, labels: Tensor, threshold: float = 0.5) -> Tensor
     empty prediction; here that image scores 1. A metric: its gradient is zero.
     """
     x, t = _pair(logits, "logits", labels, "labels")
-    sums = _sums(x, t, mode="binary", hard=True, threshold=finite_float(threshold, "threshold"))
-    return _per_image_score(sums, 0.0, 0.0).mean()
+    return _per_image_dice(x, t, 0.0, 0.0, threshold=finite_float(threshold, "threshold"), score=True)
 
 
 def bce_dice_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,
@@ -95,7 +96,8 @@ def bce_dice_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
     dice per image = ``2 (sum (w p)(w t) + 1) / (sum w p + sum w t + 1)`` (albu multiplies
     predictions and targets by the weight); with ``size_average`` the BCE is the mean over
     all elements and the dice the batch mean clamped to [0, 1]; without, the BCE is
-    summed and ``1 - dice`` is returned per image, shape (N,). One fused pass per direction.
+    summed and ``1 - dice`` is returned per image, shape (N,). One fused pass per direction
+    gives ``[bce, dice terms]`` side by side; the clamp and the sum are torch ops on them.
     """
     x, t = _pair(input, "input", target, "target")
     w = None
@@ -108,12 +110,12 @@ def bce_dice_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
             raise ValueError(f"weight of shape {shape_str(weight)} does not broadcast to input {shape_str(input)}") \
                 from None
         w = _flat(w, "weight", input.shape[0])
-    sums = _sums(x, t, mode="binary", weight=w, w_pow=(2, 1), pixel=PIXEL_XENT)
-    score = _per_image_score(sums, 2.0, 1.0)
-    if size_average:
-        bce = sums[..., 3].sum() / sums[..., 4].sum()
-        return bce + 1 - torch.clamp(score.mean(), 0.0, 1.0)
-    return sums[..., 3].sum() + 1 - score
+    terms = _per_image_dice(x, t, 2.0, 1.0, weight=w, w_pow_i=2, w_pow_pt=1, pixel="xent", split=True,
+                            reduction="mean" if size_average else "none",
+                            pixel_reduction="mean" if size_average else "sum")
+    if size_average:  # terms = [mean bce, mean (1 - score)]
+        return terms[0] + 1 - torch.clamp(1 - terms[1], 0.0, 1.0)
+    return terms[0] + terms[1:]  # [summed bce, 1 - score per image]
 
 
 # ---- seed 003 ----------------------------------------------------------------------
@@ -121,15 +123,14 @@ def bce_dice_loss(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
 def binary_dice_loss(input: Tensor, targets: Tensor) -> Tensor:
     """Seed 003's ``BinaryDiceLoss``: probabilities in, ``1 - mean_n (2 I + 1) / (P + T + 1)``."""
     x, t = _pair(input, "input", targets, "targets")
-    sums = _sums(x, t, mode="binary", from_logits=False)
-    return 1 - _per_image_score(sums, 1.0, 1.0).mean()
+    return _per_image_dice(x, t, 1.0, 1.0, from_logits=False)
 
 
 # ---- seed 004 ----------------------------------------------------------------------
 
-def _pooled_multiclass_dice(sums: Tensor, smooth: float) -> Tensor:
-    total = sums.sum((0, 1))
-    return 1 - _ratio(2 * total[0] + smooth, total[1] + total[2] + smooth, total[1] + total[2], 0.0)
+def _pooled_multiclass_dice(smooth: float) -> dict:
+    """One Dice over every image, class and pixel: the generalized Dice of uniform weights, pooled."""
+    return dict(kind="generalized", weight_type="uniform", smooth_num=smooth, smooth_den=smooth, eps=0.0)
 
 
 def multiclass_dice_loss(output: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor:
@@ -143,8 +144,7 @@ def multiclass_dice_loss(output: Tensor, target: Tensor, smooth: float = 1.0) ->
     """
     if not isinstance(output, Tensor) or output.dim() < 2:
         raise ValueError("output must be a tensor of shape (N, C, *spatial)")
-    sums = _sums(output, target, mode="multiclass")
-    return _pooled_multiclass_dice(sums, finite_float(smooth, "smooth"))
+    return _run(output, target, mode="multiclass", **_pooled_multiclass_dice(finite_float(smooth, "smooth")))
 
 
 def ce_dice_loss(output: Tensor, target: Tensor, smooth: float = 1.0, reduction: str = "mean",
@@ -164,10 +164,6 @@ def ce_dice_loss(output: Tensor, target: Tensor, smooth: float = 1.0, reduction:
         raise ValueError("ce_dice_loss supports reduction 'mean' or 'sum' (a per-pixel CE map is not computed)")
     if not isinstance(output, Tensor) or output.dim() < 2:
         raise ValueError("output must be a tensor of shape (N, C, *spatial)")
-    sums = _sums(output, target, mode="multiclass", ignore_index=ignore_index, pixel=PIXEL_XENT)
-    term, counts = sums[..., 3], sums[..., 4]
-    cw = _vector(weight, output.shape[1], "weight", sums)
-    if cw is not None:
-        term, counts = term * cw, counts * cw
-    ce = term.sum() if reduction == "sum" else term.sum() / counts.sum().clamp_min(_TINY)
-    return ce + _pooled_multiclass_dice(sums, finite_float(smooth, "smooth"))
+    return _run(output, target, mode="multiclass", ignore_index=ignore_index, pixel="xent",
+                pixel_class_weight=weight, pixel_class_weight_name="weight", pixel_weighs_count=True,
+                reduction=reduction, **_pooled_multiclass_dice(finite_float(smooth, "smooth")))

@@ -1,14 +1,14 @@
 """Soft-overlap (Dice) family: Dice, Jaccard, Tversky, generalized Dice and the fused
 BCE + Dice, CE + Dice and Dice + focal combos.
 
-Every loss here reads the inputs once (``triton_segloss::dice_sums``) to get five
-sums per (image n, class c)::
+Every loss here is one custom op (``triton_segloss::dice``, see ``ops.py``): one read
+of the inputs gives five sums per (image n, class c)::
 
     I = sum w p t,   P = sum w p,   T = sum w t   (P = sum w p^2, T = sum w t^2 when squared)
     L = sum w l (the combos' pixel term),   n = valid pixels
 
-and finishes from them with small torch code on (N, C) tensors. The backward is
-one more pass over the inputs (``dice_sums_backward``).
+and one finisher turns them into the loss and the gradient coefficients; the
+backward is one more pass over the inputs. Three launches per training step.
 
 Conventions shared by every function of the family:
 
@@ -37,7 +37,6 @@ Conventions shared by every function of the family:
 * Losses come back in float32 (float64 for float64 logits); the gradient has the
   logits' dtype and layout.
 """
-
 from __future__ import annotations
 
 from typing import Optional, Sequence, Union
@@ -45,11 +44,12 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from .. import ops as _ops  # noqa: F401  (registers the custom ops)
 from triton_segloss._core.validate import (
     as_ncs, binary_target_ncs, check_binary_values, check_label_values, check_logits, check_reduction,
     finite_float, multiclass_target_ns, pixel_map_ncs, shape_str,
 )
+
+from .ops import DiceOptions, dice
 
 __all__ = [
     "dice_loss", "jaccard_loss", "tversky_loss", "generalized_dice_loss",
@@ -57,13 +57,11 @@ __all__ = [
 ]
 
 MODES = ("binary", "multiclass", "multilabel")
-PIXEL_NONE, PIXEL_XENT, PIXEL_FOCAL = 0, 1, 2
-_TINY = 1e-30
 
 ClassWeight = Union[Sequence[float], Tensor, None]
 
 
-# ---- argument checks and the one pass over the inputs ----------------------------------------
+# ---- argument checks, then the op ---------------------------------------------------------------
 
 def _check_mode(mode: str, logits: Tensor) -> None:
     if mode not in MODES:
@@ -79,10 +77,8 @@ def _ignore(ignore_index, multiclass: bool):
     if ignore_index is None:
         return None
     v = finite_float(ignore_index, "ignore_index")
-    if multiclass:
-        if not v.is_integer():
-            raise ValueError(f"ignore_index must be an integer label for mode='multiclass', got {ignore_index!r}")
-        return int(v)
+    if multiclass and not v.is_integer():
+        raise ValueError(f"ignore_index must be an integer label for mode='multiclass', got {ignore_index!r}")
     return v
 
 
@@ -93,63 +89,43 @@ def _weight_ncs(logits: Tensor, weight: Optional[Tensor]) -> Optional[Tensor]:
     return pixel_map_ncs(logits, weight, "weight")
 
 
-def _sums(logits: Tensor, target: Tensor, *, mode: str, weight=None, ignore_index=None, from_logits=True,
-          squared=False, signed=False, label_weight=None, w_pow=(1, 1), pixel=PIXEL_NONE, alpha=-1.0, gamma=0.0,
-          hard=False, threshold=0.5) -> Tensor:
-    """Checks the inputs and returns the (N, C, 5) sums ``[I, P, T, L, n]`` (differentiable)."""
-    check_logits(logits)
-    _check_mode(mode, logits)
-    multiclass = mode == "multiclass"
-    n, c = logits.shape[:2]
-    ig = _ignore(ignore_index, multiclass)
-    if multiclass:
-        t = multiclass_target_ns(logits, target)
-        check_label_values(target, c, ig)
-    else:
-        t = binary_target_ncs(logits, target)
-        check_binary_values(target, ig)
-    if pixel != PIXEL_NONE and not from_logits:
-        raise ValueError("the fused pixel term (BCE / CE / focal) needs logits: from_logits must be True")
-    w = _weight_ncs(logits, weight)
-    lw = (1.0, 1.0) if label_weight is None else label_weight
-    return torch.ops.triton_segloss.dice_sums(
-        as_ncs(logits, n, c), t, w, multiclass, bool(from_logits), ig is not None, 0.0 if ig is None else float(ig),
-        bool(squared), bool(signed), label_weight is not None, float(lw[0]), float(lw[1]), int(w_pow[0]),
-        int(w_pow[1]), int(pixel), float(alpha), float(gamma), bool(hard), float(threshold),
-    )
-
-
-def _class_index(classes, c: int) -> Optional[list]:
+def _class_index(classes, c: int) -> Optional[tuple]:
     if classes is None:
         return None
     if isinstance(classes, Tensor):
         classes = classes.tolist()
     try:
-        idx = [int(k) for k in classes]
+        idx = tuple(int(k) for k in classes)
     except (TypeError, ValueError):
         raise TypeError(f"classes must be a sequence of class indices, got {classes!r}") from None
     bad = [k for k in idx if not 0 <= k < c]
     if bad or not idx:
         raise ValueError(f"classes must be non-empty indices in [0, {c}) for logits with C={c}, got {classes!r}")
+    if len(set(idx)) != len(idx):
+        raise ValueError(f"classes must not repeat a class, got {classes!r}")
     return idx
 
 
-def _vector(v, c: int, name: str, like: Tensor) -> Optional[Tensor]:
-    """A length-C per-class vector (class_weight, ce_weight, alpha) as a tensor of the sums' dtype."""
+def _class_vector(v, c: int, name: str, logits: Tensor) -> tuple[Optional[Tensor], Optional[tuple]]:
+    """A length-C per-class vector (class_weight, ce_weight, alpha): (tensor, None) for a tensor,
+    read in place by the kernels; (None, values) for a sequence (a device copy is cached per value)."""
     if v is None:
-        return None
+        return None, None
     if isinstance(v, Tensor):
-        if v.device != like.device:
-            raise ValueError(f"{name} is on {v.device} but logits is on {like.device}; move them to the same device")
-        t = v.to(like.dtype)
-    else:
-        try:
-            t = torch.as_tensor([float(a) for a in v], dtype=like.dtype, device=like.device)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must be a sequence of numbers or a tensor, got {v!r}") from None
-    if tuple(t.shape) != (c,):
-        raise ValueError(f"{name} must have shape ({c},) (one value per class), got {shape_str(t)}")
-    return t
+        if v.device != logits.device:
+            raise ValueError(f"{name} is on {v.device} but logits is on {logits.device}; move them to the same device")
+        if v.is_complex():
+            raise TypeError(f"{name} must be a real tensor, got dtype {v.dtype}")
+        if tuple(v.shape) != (c,):
+            raise ValueError(f"{name} must have shape ({c},) (one value per class), got {shape_str(v)}")
+        return (v.view(torch.uint8) if v.dtype == torch.bool else v), None
+    try:
+        values = tuple(float(a) for a in v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a sequence of numbers or a tensor, got {v!r}") from None
+    if len(values) != c:
+        raise ValueError(f"{name} must have shape ({c},) (one value per class), got ({len(values)})")
+    return None, values
 
 
 def _smooth_eps(smooth, eps) -> tuple[float, float]:
@@ -160,83 +136,38 @@ def _smooth_eps(smooth, eps) -> tuple[float, float]:
     return smooth, eps
 
 
-# ---- finishing on (N, C) tensors --------------------------------------------------------------
-
-def _pooled(sums: Tensor, idx: Optional[list], per_image: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """I, P, T as (rows, classes): rows = images, or 1 pooled row."""
-    if idx is not None:
-        sums = sums[:, idx]
-    if not per_image:
-        sums = sums.sum(0, keepdim=True)
-    return sums[..., 0], sums[..., 1], sums[..., 2]
-
-
-def _ratio(num: Tensor, den: Tensor, total: Tensor, eps: float) -> Tensor:
-    """num / max(den, eps); exactly 1 (zero gradient) where total == 0; 0 where the clamped den is 0."""
-    empty = total == 0
-    den = den.clamp_min(eps)
-    ok = (den > 0) & ~empty
-    safe = torch.where(ok, den, torch.ones_like(den))
-    return torch.where(empty, torch.ones_like(num), torch.where(ok, num / safe, torch.zeros_like(num)))
-
-
-def _score(kind: str, inter: Tensor, psum: Tensor, tsum: Tensor, smooth_num: float, smooth_den: float, eps: float,
-           alpha: float = 0.5, beta: float = 0.5) -> Tensor:
-    if kind == "dice":
-        num, den = 2 * inter + smooth_num, psum + tsum + smooth_den
-    elif kind == "jaccard":
-        num, den = inter + smooth_num, psum + tsum - inter + smooth_den
-    else:  # tversky: false positives P - I, false negatives T - I
-        num = inter + smooth_num
-        den = inter + alpha * (psum - inter) + beta * (tsum - inter) + smooth_den
-    return _ratio(num, den, psum + tsum, eps)
+def _run(logits: Tensor, target: Tensor, *, mode: str, weight=None, ignore_index=None, from_logits=True,
+         classes=None, class_weight: ClassWeight = None, pixel_class_weight: ClassWeight = None,
+         pixel_class_weight_name: str = "ce_weight", **options) -> Tensor:
+    """Checks the inputs, builds the options and runs the op: the loss in its layout (``ops.out_shape``)."""
+    check_logits(logits)
+    _check_mode(mode, logits)
+    multiclass = mode == "multiclass"
+    n, c = logits.shape[:2]
+    ig = _ignore(ignore_index, multiclass)
+    if multiclass:
+        t = multiclass_target_ns(logits, target)
+        check_label_values(target, c, None if ig is None else int(ig))
+    else:
+        t = binary_target_ncs(logits, target)
+        check_binary_values(target, ig)
+    if options.get("pixel", "none") != "none" and not from_logits:
+        raise ValueError("the fused pixel term (BCE / CE / focal) needs logits: from_logits must be True")
+    w = _weight_ncs(logits, weight)
+    idx = _class_index(classes, c)
+    cw, cw_list = _class_vector(class_weight, c, "class_weight", logits)
+    pw, pw_list = _class_vector(pixel_class_weight, c, pixel_class_weight_name, logits)
+    opts = DiceOptions(multiclass=multiclass, from_logits=bool(from_logits), ignore_index=ig, classes=idx,
+                       class_weight_list=cw_list, pixel_class_weight_list=pw_list, **options)
+    loss, _ = dice(as_ncs(logits, n, c), t, w, cw, pw, opts)
+    return loss
 
 
-def _to_loss(score: Tensor, log_loss: bool, gamma: float, eps: float) -> Tensor:
-    if log_loss:
-        return -torch.log(score.clamp_min(max(eps, _TINY)))
-    d = 1 - score
-    if gamma == 1.0:
-        return d
-    pos = d > 0  # (1 - score)^gamma, 0 at a perfect score, with a finite gradient for any gamma
-    return torch.where(pos, torch.where(pos, d, torch.ones_like(d)) ** gamma, torch.zeros_like(d))
-
-
-def _reduce(loss: Tensor, cw: Optional[Tensor], reduction: str) -> Tensor:
-    if cw is not None:
-        loss = loss * cw
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    if cw is None:
-        return loss.mean()
-    return loss.sum() / (loss.shape[0] * cw.sum()).clamp_min(_TINY)
-
-
-def _row_mean(loss: Tensor, cw: Optional[Tensor]) -> Tensor:
-    """Per-row (image) class average of ``_reduce(..., "none")`` values."""
-    if cw is None:
-        return loss.mean(1)
-    return loss.sum(1) / cw.sum().clamp_min(_TINY)
-
-
-def _region(kind, logits, target, *, mode, smooth, eps, squared, per_image, weight, class_weight, classes,
-            ignore_index, from_logits, log_loss, reduction, alpha=0.5, beta=0.5, gamma=1.0, pixel=PIXEL_NONE,
-            focal_alpha=-1.0, focal_gamma=0.0):
-    """(region loss reduced, sums, kept class index, class weights of the kept classes)."""
+def _region(kind, logits, target, *, mode, smooth, eps, reduction, **kw) -> Tensor:
     check_reduction(reduction)
     smooth, eps = _smooth_eps(smooth, eps)
-    sums = _sums(logits, target, mode=mode, weight=weight, ignore_index=ignore_index, from_logits=from_logits,
-                 squared=squared, pixel=pixel, alpha=focal_alpha, gamma=focal_gamma)
-    c = logits.shape[1]
-    idx = _class_index(classes, c)
-    cw = _vector(class_weight, c, "class_weight", sums)
-    if cw is not None and idx is not None:
-        cw = cw[idx]
-    inter, psum, tsum = _pooled(sums, idx, per_image)
-    score = _score(kind, inter, psum, tsum, smooth, smooth, eps, alpha, beta)
-    return _reduce(_to_loss(score, log_loss, gamma, eps), cw, reduction), sums, cw
+    return _run(logits, target, mode=mode, kind=kind, smooth_num=smooth, smooth_den=smooth, eps=eps,
+                reduction=reduction, **kw)
 
 
 # ---- the region losses -------------------------------------------------------------------------
@@ -270,7 +201,8 @@ def dice_loss(
         smooth, eps: ``(2 I + smooth) / max(P + T + smooth, eps)``.
         squared: denominators ``sum p^2 + sum t^2`` (V-Net / seed 000).
         per_image: ratio per image (True) or of the sums pooled over the batch (False).
-        weight: per-pixel map (see the module notes). class_weight: length-C class weights.
+        weight: per-pixel map (see the module notes). class_weight: length-C class weights
+            (a sequence, or a tensor that gets no gradient).
         classes: class indices to keep (e.g. ``range(1, C)`` to leave out background).
         ignore_index: target value (binary/multilabel) or label (multiclass) to ignore.
         from_logits: False when ``logits`` already holds probabilities (seed 003).
@@ -278,10 +210,17 @@ def dice_loss(
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(N or 1, len(classes))``).
 
     Empty classes (``P + T == 0``) score 1: loss 0 with zero gradient, for any ``smooth``.
+
+    Example:
+        >>> import torch, triton_segloss as tsl
+        >>> x = torch.full((1, 1, 2, 2), 20.0)
+        >>> float(tsl.dice_loss(x, torch.ones(1, 1, 2, 2))) < 1e-6
+        True
     """
-    return _region("dice", logits, target, mode=mode, smooth=smooth, eps=eps, squared=squared, per_image=per_image,
-                   weight=weight, class_weight=class_weight, classes=classes, ignore_index=ignore_index,
-                   from_logits=from_logits, log_loss=log_loss, reduction=reduction)[0]
+    return _region("dice", logits, target, mode=mode, smooth=smooth, eps=eps, squared=bool(squared),
+                   per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
+                   ignore_index=ignore_index, from_logits=from_logits, log_loss=bool(log_loss),
+                   reduction=reduction)
 
 
 def jaccard_loss(
@@ -306,9 +245,10 @@ def jaccard_loss(
     Same arguments and conventions as :func:`dice_loss`; with ``smooth=0``,
     ``jaccard = dice / (2 - dice)``. Empty classes score 1 (loss 0, zero gradient).
     """
-    return _region("jaccard", logits, target, mode=mode, smooth=smooth, eps=eps, squared=squared,
-                   per_image=per_image, weight=weight, class_weight=class_weight, classes=classes,
-                   ignore_index=ignore_index, from_logits=from_logits, log_loss=log_loss, reduction=reduction)[0]
+    return _region("jaccard", logits, target, mode=mode, smooth=smooth, eps=eps, squared=bool(squared),
+                   per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
+                   ignore_index=ignore_index, from_logits=from_logits, log_loss=bool(log_loss),
+                   reduction=reduction)
 
 
 def tversky_loss(
@@ -346,10 +286,10 @@ def tversky_loss(
         raise ValueError(f"tversky_loss needs alpha, beta >= 0 and gamma > 0, got {alpha}, {beta}, {gamma}")
     if log_loss and gamma != 1.0:
         raise ValueError(f"log_loss=True takes -log(TI) and cannot be combined with gamma={gamma}")
-    return _region("tversky", logits, target, mode=mode, smooth=smooth, eps=eps, squared=squared,
-                   per_image=per_image, weight=weight, class_weight=class_weight, classes=classes,
-                   ignore_index=ignore_index, from_logits=from_logits, log_loss=log_loss, reduction=reduction,
-                   alpha=alpha, beta=beta, gamma=gamma)[0]
+    return _region("tversky", logits, target, mode=mode, smooth=smooth, eps=eps, squared=bool(squared),
+                   per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
+                   ignore_index=ignore_index, from_logits=from_logits, log_loss=bool(log_loss),
+                   reduction=reduction, alpha=alpha, beta=beta, gamma=gamma)
 
 
 def generalized_dice_loss(
@@ -384,44 +324,13 @@ def generalized_dice_loss(
     """
     if weight_type not in ("square", "simple", "uniform"):
         raise ValueError(f"weight_type must be 'square', 'simple' or 'uniform', got {weight_type!r}")
-    check_reduction(reduction)
-    smooth, eps = _smooth_eps(smooth, eps)
-    sums = _sums(logits, target, mode=mode, weight=weight, ignore_index=ignore_index, from_logits=from_logits,
-                 squared=squared)
-    c = logits.shape[1]
-    idx = _class_index(classes, c)
-    cw = _vector(class_weight, c, "class_weight", sums)
-    inter, psum, tsum = _pooled(sums, idx, per_image)
-    ground = tsum.detach()
-    absent = (ground == 0) & (weight_type != "uniform")  # where 1/T^2 (1/T) is infinite
-    safe = torch.where(absent, torch.ones_like(ground), ground)
-    gw = {"square": 1 / (safe * safe), "simple": 1 / safe, "uniform": torch.ones_like(safe)}[weight_type]
-    gw = torch.where(absent, torch.zeros_like(gw), gw)
-    gw = torch.where(absent, gw.amax(1, keepdim=True), gw)
-    if cw is not None:
-        gw = gw * (cw if idx is None else cw[idx])
-    den = (gw * (psum + tsum)).sum(1)
-    score = _ratio(2 * (gw * inter).sum(1) + smooth, den + smooth, den, eps)
-    loss = _to_loss(score, log_loss, 1.0, eps)
-    return _reduce(loss, None, reduction)
+    return _region("generalized", logits, target, mode=mode, smooth=smooth, eps=eps, squared=bool(squared),
+                   per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
+                   ignore_index=ignore_index, from_logits=from_logits, log_loss=bool(log_loss),
+                   reduction=reduction, weight_type=weight_type)
 
 
 # ---- fused combos ------------------------------------------------------------------------------
-
-def _pixel_reduce(term_sums: Tensor, counts: Tensor, reduction: str) -> Tensor:
-    """Pixel-term sums and counts of shape (N, C) -> mean over counted pixels, sum, or per image."""
-    if reduction == "sum":
-        return term_sums.sum()
-    if reduction == "none":
-        return term_sums.sum(1) / counts.sum(1).clamp_min(_TINY)
-    return term_sums.sum() / counts.sum().clamp_min(_TINY)
-
-
-def _combo(region_none_or_reduced: Tensor, cw: Optional[Tensor], pixel: Tensor, lam_pixel: float,
-           lam_region: float, reduction: str) -> Tensor:
-    region = _row_mean(region_none_or_reduced, cw) if reduction == "none" else region_none_or_reduced
-    return lam_pixel * pixel + lam_region * region
-
 
 def _check_combo(reduction: str, per_image: bool, lambdas: dict) -> dict:
     check_reduction(reduction)
@@ -461,12 +370,10 @@ def bce_dice_loss(
     if mode not in ("binary", "multilabel"):
         raise ValueError(f"bce_dice_loss needs mode 'binary' or 'multilabel', got {mode!r}; "
                          f"use ce_dice_loss for multiclass")
-    region, sums, cw = _region("dice", logits, target, mode=mode, smooth=smooth, eps=eps, squared=squared,
-                               per_image=per_image, weight=weight, class_weight=class_weight, classes=classes,
-                               ignore_index=ignore_index, from_logits=True, log_loss=log_loss,
-                               reduction=reduction, pixel=PIXEL_XENT)
-    bce = _pixel_reduce(sums[..., 3], sums[..., 4], reduction)
-    return _combo(region, cw, bce, lam["lambda_bce"], lam["lambda_dice"], reduction)
+    return _region("dice", logits, target, mode=mode, smooth=smooth, eps=eps, squared=bool(squared),
+                   per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
+                   ignore_index=ignore_index, log_loss=bool(log_loss), reduction=reduction, pixel="xent",
+                   lambda_pixel=lam["lambda_bce"], lambda_region=lam["lambda_dice"])
 
 
 def ce_dice_loss(
@@ -496,16 +403,11 @@ def ce_dice_loss(
     ``reduction="none"`` (needs ``per_image=True``) returns ``(N,)``.
     """
     lam = _check_combo(reduction, per_image, {"lambda_ce": lambda_ce, "lambda_dice": lambda_dice})
-    region, sums, cw = _region("dice", logits, target, mode="multiclass", smooth=smooth, eps=eps, squared=squared,
-                               per_image=per_image, weight=weight, class_weight=class_weight, classes=classes,
-                               ignore_index=ignore_index, from_logits=True, log_loss=log_loss,
-                               reduction=reduction, pixel=PIXEL_XENT)
-    cew = _vector(ce_weight, logits.shape[1], "ce_weight", sums)
-    term, counts = sums[..., 3], sums[..., 4]
-    if cew is not None:
-        term, counts = term * cew, counts * cew
-    ce = _pixel_reduce(term, counts, reduction)
-    return _combo(region, cw, ce, lam["lambda_ce"], lam["lambda_dice"], reduction)
+    return _region("dice", logits, target, mode="multiclass", smooth=smooth, eps=eps, squared=bool(squared),
+                   per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
+                   ignore_index=ignore_index, log_loss=bool(log_loss), reduction=reduction, pixel="xent",
+                   pixel_class_weight=ce_weight, pixel_weighs_count=True, lambda_pixel=lam["lambda_ce"],
+                   lambda_region=lam["lambda_dice"])
 
 
 def dice_focal_loss(
@@ -542,29 +444,24 @@ def dice_focal_loss(
     gamma = finite_float(gamma, "gamma")
     if gamma < 0:
         raise ValueError(f"gamma must be >= 0, got {gamma}")
-    c = logits.shape[1] if isinstance(logits, Tensor) and logits.dim() >= 2 else 0
     class_alpha = None
-    kernel_alpha = -1.0
+    scalar_alpha = None
     if mode == "multiclass":
-        if alpha is not None and not isinstance(alpha, Tensor) and not isinstance(alpha, (list, tuple)):
+        if alpha is not None and not isinstance(alpha, (Tensor, list, tuple)):
             a = finite_float(alpha, "alpha")
-            class_alpha = None if a < 0 else [a] * c
+            scalar_alpha = None if a < 0 else a  # the same alpha for every class: a scale of the term
         else:
             class_alpha = alpha
     elif alpha is not None:
         if isinstance(alpha, (Tensor, list, tuple)):
             raise TypeError(f"alpha must be a number or None for mode={mode!r} (per-class alpha is multiclass only)")
-        kernel_alpha = finite_float(alpha, "alpha")
-    region, sums, cw = _region("dice", logits, target, mode=mode, smooth=smooth, eps=eps, squared=squared,
-                               per_image=per_image, weight=weight, class_weight=class_weight, classes=classes,
-                               ignore_index=ignore_index, from_logits=True, log_loss=log_loss,
-                               reduction=reduction, pixel=PIXEL_FOCAL, focal_alpha=kernel_alpha, focal_gamma=gamma)
-    term = sums[..., 3]
-    ca = _vector(class_alpha, c, "alpha", sums)
-    if ca is not None:
-        term = term * ca
-    focal = _pixel_reduce(term, sums[..., 4], reduction)
-    return _combo(region, cw, focal, lam["lambda_focal"], lam["lambda_dice"], reduction)
+        scalar_alpha = finite_float(alpha, "alpha")
+    return _region("dice", logits, target, mode=mode, smooth=smooth, eps=eps, squared=bool(squared),
+                   per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
+                   ignore_index=ignore_index, log_loss=bool(log_loss), reduction=reduction, pixel="focal",
+                   focal_alpha=scalar_alpha, focal_gamma=gamma, pixel_class_weight=class_alpha,
+                   pixel_class_weight_name="alpha", lambda_pixel=lam["lambda_focal"],
+                   lambda_region=lam["lambda_dice"])
 
 
 # ---- internal interface for seed 001's boundary-weighted BCE + Dice ----------------------------
@@ -585,13 +482,11 @@ def bce_dice_terms(
 
     with p = sigmoid(logits). An image with ``sum w^2 p + sum w^2 t == 0`` scores 1. Seed
     001's SoftDiceLoss is ``smooth_num=2, smooth_den=1``. Both outputs are differentiable
-    w.r.t. ``logits``.
+    w.r.t. ``logits`` (the two elements of one op output ``[bce, dice_loss]``).
     """
     sn = finite_float(smooth_num, "smooth_num")
     sd = finite_float(smooth_den, "smooth_den")
-    sums = _sums(logits, target, mode="binary", weight=weight, ignore_index=ignore_index, w_pow=(2, 2),
-                 pixel=PIXEL_XENT)
-    bce = sums[..., 3].sum() / sums[..., 4].sum().clamp_min(1)
-    inter, psum, tsum = sums[:, 0, 0], sums[:, 0, 1], sums[:, 0, 2]
-    score = _ratio(2 * inter + sn, psum + tsum + sd, psum + tsum, 0.0)
-    return bce, 1 - score.mean()
+    out = _run(logits, target, mode="binary", weight=weight, ignore_index=ignore_index, w_pow_i=2, w_pow_pt=2,
+               pixel="xent", kind="dice", smooth_num=sn, smooth_den=sd, eps=0.0, per_image=True, split=True)
+    bce, dice_term = out.unbind(0)  # one stack in backward (two indexed views would cost three ops)
+    return bce, dice_term

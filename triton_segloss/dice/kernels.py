@@ -1,0 +1,906 @@
+"""Triton kernels of the Dice family and their launchers (the family's only triton import).
+
+Every loss of the family (Dice, Jaccard, Tversky, generalized Dice, the BCE / CE /
+focal combos, the seeds' variants) is a function of five sums per (image n, class c)::
+
+    k = 0  I = sum_s wi * q * u            intersection
+    k = 1  P = sum_s wp * q^e              prediction sum (e = 2 when SQUARED)
+    k = 2  T = sum_s wp * u^e              target sum
+    k = 3  L = sum_s wl * l                the combos' pixel term l (BCE, CE or focal)
+    k = 4  n = sum_s valid                 valid pixels (multiclass: valid pixels labelled c)
+
+with p the sigmoid (per channel) or the softmax (over C, from integer labels, in
+registers: no one-hot tensor) of the logits, t the target (or [label == c]),
+q = p, u = t (SIGNED: q = 2p - 1, u = 2t - 1) and the weights
+``om = valid * weight * (LABEL_WEIGHT ? lw0 + (lw1 - lw0) t : 1)``, ``wi = om^W_POW_I``,
+``wp = om^W_POW_PT``, ``wl = valid * weight``.
+
+A training step is three launches: the forward kernel writes per-program
+partials (n_blocks, 5, N, C); the one-program finisher sums them in a fixed
+order (float64), computes the loss and the coefficient table dLoss/d(I, P, L)
+(N, C, 3) per unit upstream gradient; the backward kernel reads the table and
+the upstream gradient from device memory and applies the chain rule in one
+pass over the inputs. Nothing goes through the host.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from triton_segloss._core.aot import aot_spec
+from triton_segloss._core.jit import block_for, device_guard, row_tile, scalar, softplus, split_f64, tl_acc
+from triton_segloss._core.validate import acc_dtype
+
+from .ops import KINDS, NCOEF, NSUMS, TINY, WEIGHT_TYPES, class_positions, class_vector, grad_layout, kept, \
+    out_shape, pixel_reduction
+
+PIXEL_CODES = {"none": 0, "xent": 1, "focal": 2}
+REDUCTION_CODES = {"mean": 0, "sum": 1, "none": 2}
+NSUMS_ = tl.constexpr(NSUMS)
+NCOEF_ = tl.constexpr(NCOEF)
+TINY_ = tl.constexpr(TINY)
+
+
+# ---- shared per-pixel prologues ------------------------------------------------------------------
+
+@triton.jit
+def _weights(om, W_POW_I: tl.constexpr, W_POW_PT: tl.constexpr):
+    if W_POW_I == 2:
+        wi = om * om
+    else:
+        wi = om
+    if W_POW_PT == 2:
+        wp = om * om
+    else:
+        wp = om
+    return wi, wp
+
+
+@triton.jit
+def _sigmoid_pixel(x_ptr, t_ptr, w_ptr, n, c, s, mask, stride_xn, stride_xc, stride_xs, stride_tn, stride_tc,
+                   stride_ts, stride_wn, stride_wc, stride_ws, ig_hi, ig_lo, lw0_hi, lw0_lo, lw1_hi, lw1_lo,
+                   FROM_LOGITS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr,
+                   LABEL_WEIGHT: tl.constexpr, W_POW_I: tl.constexpr, W_POW_PT: tl.constexpr, ACC: tl.constexpr):
+    """(x, t, valid, wl, wi, wp, p, pn) of BLOCK pixels of one (n, c) row; pn = 1 - p without cancellation."""
+    x = tl.load(x_ptr + n * stride_xn + c * stride_xc + s * stride_xs, mask=mask, other=0.0).to(ACC)
+    t = tl.load(t_ptr + n * stride_tn + c * stride_tc + s * stride_ts, mask=mask, other=0).to(ACC)
+    valid = mask
+    if HAS_IGNORE:
+        valid = valid & (t != scalar(ig_hi, ig_lo, ACC))
+    t = tl.where(valid, t, 0.0)
+    wl = valid.to(ACC)
+    if HAS_WEIGHT:
+        wl = wl * tl.load(w_ptr + n * stride_wn + c * stride_wc + s * stride_ws, mask=mask, other=0.0).to(ACC)
+    om = wl
+    if LABEL_WEIGHT:
+        lw0 = scalar(lw0_hi, lw0_lo, ACC)
+        om = om * (lw0 + (scalar(lw1_hi, lw1_lo, ACC) - lw0) * t)
+    wi, wp = _weights(om, W_POW_I, W_POW_PT)
+    if FROM_LOGITS:
+        e = tl.exp(-tl.abs(x))
+        p = tl.where(x >= 0, 1.0, e) / (1.0 + e)
+        pn = tl.where(x >= 0, e, 1.0) / (1.0 + e)
+    else:
+        p = x
+        pn = 1.0 - x
+    return x, t, valid, wl, wi, wp, p, pn
+
+
+@triton.jit
+def _softmax_pixel(x_ptr, y_ptr, w_ptr, n, cls, s, cmask, smask, C, stride_xn, stride_xc, stride_xs, stride_yn,
+                   stride_ys, stride_wn, stride_wc, stride_ws, ignore_index, lw0_hi, lw0_lo, lw1_hi, lw1_lo,
+                   FROM_LOGITS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr,
+                   LABEL_WEIGHT: tl.constexpr, W_POW_I: tl.constexpr, W_POW_PT: tl.constexpr, ACC: tl.constexpr):
+    """A (C_PAD, BLOCK) tile of one image: (x, live, hit, t, wl, wi, wp, p, mx, e, z).
+
+    Labels outside [0, C) (possible only with value checks off) are skipped like ignored
+    pixels: in no sum, zero gradient. t[c, s] = [y_s == c] exists only as a register mask.
+    """
+    m2 = cmask[:, None] & smask[None, :]
+    x = tl.load(x_ptr + n * stride_xn + cls[:, None] * stride_xc + s[None, :] * stride_xs, mask=m2,
+                other=0.0).to(ACC)
+    y = tl.load(y_ptr + n * stride_yn + s * stride_ys, mask=smask, other=0).to(tl.int64)
+    valid = smask & (y >= 0) & (y < C)
+    if HAS_IGNORE:
+        valid = valid & (y != ignore_index)
+    live = cmask[:, None] & valid[None, :]
+    hit = (cls[:, None] == y[None, :]) & live
+    t = hit.to(ACC)
+    wl = live.to(ACC)
+    if HAS_WEIGHT:
+        wl = wl * tl.load(w_ptr + n * stride_wn + cls[:, None] * stride_wc + s[None, :] * stride_ws, mask=m2,
+                          other=0.0).to(ACC)
+    om = wl
+    if LABEL_WEIGHT:
+        lw0 = scalar(lw0_hi, lw0_lo, ACC)
+        om = om * (lw0 + (scalar(lw1_hi, lw1_lo, ACC) - lw0) * t)
+    wi, wp = _weights(om, W_POW_I, W_POW_PT)
+    xm = tl.where(cmask[:, None], x, float("-inf"))
+    mx = tl.max(xm, axis=0)
+    e = tl.exp(xm - mx[None, :])
+    z = tl.sum(e, axis=0)
+    if FROM_LOGITS:
+        p = e / z[None, :]
+    else:
+        p = x
+    return x, live, hit, t, wl, wi, wp, p, mx, e, z
+
+
+@triton.jit
+def _signed(p, t, SIGNED: tl.constexpr):
+    if SIGNED:
+        return 2.0 * p - 1.0, 2.0 * t - 1.0
+    else:
+        return p, t
+
+
+# ---- forward: per-program partial sums -----------------------------------------------------------
+
+@triton.jit
+def _dice_sigmoid_fwd_kernel(
+    x_ptr,  # logits (probabilities if not FROM_LOGITS), (N, C, S) strided
+    t_ptr,  # target mask in [0, 1] (or ignore_index), (N, C, S) strided, its own dtype
+    w_ptr,  # per-pixel weight, (N, C, S) strided (often stride 0); read only if HAS_WEIGHT
+    part_ptr,  # partials out, contiguous (n_blocks_s, 5, N * C) in ACC
+    C, S, NC,
+    n_blocks_s,  # programs per (n, c) row
+    stride_xn, stride_xc, stride_xs,
+    stride_tn, stride_tc, stride_ts,
+    stride_wn, stride_wc, stride_ws,
+    ig_hi, ig_lo,  # ignore_index (fp32 pair)
+    lw0_hi, lw0_lo, lw1_hi, lw1_lo,  # label weight at t = 0 and at t = 1 (fp32 pairs)
+    fa_hi, fa_lo,  # focal alpha (fp32 pair), if FOCAL_ALPHA
+    fg_hi, fg_lo,  # focal gamma (fp32 pair)
+    th_hi, th_lo,  # HARD threshold (fp32 pair)
+    FROM_LOGITS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr, LABEL_WEIGHT: tl.constexpr,
+    SIGNED: tl.constexpr, SQUARED: tl.constexpr, W_POW_I: tl.constexpr, W_POW_PT: tl.constexpr,
+    PIXEL: tl.constexpr, FOCAL_ALPHA: tl.constexpr, HARD: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """Sigmoid per channel; one program sums BLOCK pixels of one (n, c) row into the five sums.
+
+    p = 1 / (1 + e^-x); with sp(x) = log(1 + e^x) = max(x, 0) + log(1 + e^-|x|) (no overflow,
+    no cancellation) the pixel terms are
+        PIXEL 1 (BCE):    l = sp(x) - x t
+        PIXEL 2 (focal):  l = alpha_t (sp(x) - x t) d^gamma,  d = 1 - p_t = t (1 - p) + (1 - t) p,
+                          alpha_t = alpha t + (1 - alpha)(1 - t) (1 if not FOCAL_ALPHA; torchvision's)
+    HARD (a metric): p -> [p > threshold].
+    """
+    pid = tl.program_id(0).to(tl.int64)
+    row, n, c, s = row_tile(pid, n_blocks_s, C, BLOCK)
+    mask = s < S
+    x, t, valid, wl, wi, wp, p, pn = _sigmoid_pixel(
+        x_ptr, t_ptr, w_ptr, n, c, s, mask, stride_xn, stride_xc, stride_xs, stride_tn, stride_tc, stride_ts,
+        stride_wn, stride_wc, stride_ws, ig_hi, ig_lo, lw0_hi, lw0_lo, lw1_hi, lw1_lo,
+        FROM_LOGITS, HAS_WEIGHT, HAS_IGNORE, LABEL_WEIGHT, W_POW_I, W_POW_PT, ACC)
+    if HARD:
+        p = (p > scalar(th_hi, th_lo, ACC)).to(ACC)
+    q, u = _signed(p, t, SIGNED)
+    i_sum = tl.sum(wi * q * u, axis=0)
+    if SQUARED:
+        p_sum = tl.sum(wp * q * q, axis=0)
+        t_sum = tl.sum(wp * u * u, axis=0)
+    else:
+        p_sum = tl.sum(wp * q, axis=0)
+        t_sum = tl.sum(wp * u, axis=0)
+    if PIXEL == 0:
+        l_sum = tl.full([], 0.0, ACC)
+    else:
+        ce = softplus(x) - x * t
+        if PIXEL == 1:
+            l_sum = tl.sum(wl * ce, axis=0)
+        else:
+            d = t * pn + (1.0 - t) * p
+            mod = tl.exp(scalar(fg_hi, fg_lo, ACC) * tl.log(tl.maximum(d, 1e-30)))
+            l = ce * mod
+            if FOCAL_ALPHA:
+                a = scalar(fa_hi, fa_lo, ACC)
+                l = l * ((1.0 - a) + (2.0 * a - 1.0) * t)
+            l_sum = tl.sum(wl * l, axis=0)
+    out = part_ptr + (pid % n_blocks_s) * NSUMS_ * NC + row
+    tl.store(out, i_sum)
+    tl.store(out + NC, p_sum)
+    tl.store(out + 2 * NC, t_sum)
+    tl.store(out + 3 * NC, l_sum)
+    tl.store(out + 4 * NC, tl.sum(valid.to(ACC), axis=0))
+
+
+
+@triton.jit
+def _dice_softmax_fwd_kernel(
+    x_ptr,  # logits (probabilities if not FROM_LOGITS), (N, C, S) strided
+    y_ptr,  # integer labels, (N, S) strided
+    w_ptr,  # per-pixel weight, (N, C, S) strided; read only if HAS_WEIGHT
+    part_ptr,  # partials out, contiguous (n_blocks_s, 5, N, C) in ACC
+    N, C, S,
+    n_blocks_s,  # programs per image
+    stride_xn, stride_xc, stride_xs,
+    stride_yn, stride_ys,
+    stride_wn, stride_wc, stride_ws,
+    ignore_index,  # the ignored label (if HAS_IGNORE)
+    lw0_hi, lw0_lo, lw1_hi, lw1_lo,  # label weight at t = 0 and at t = 1 (fp32 pairs)
+    fg_hi, fg_lo,  # focal gamma (fp32 pair)
+    FROM_LOGITS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr, LABEL_WEIGHT: tl.constexpr,
+    SIGNED: tl.constexpr, SQUARED: tl.constexpr, W_POW_I: tl.constexpr, W_POW_PT: tl.constexpr,
+    PIXEL: tl.constexpr, ACC: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """Softmax over C in registers; one program sums a (C_PAD, BLOCK) tile of one image.
+
+    With lse = log sum_c e^x_c, log p_y = x_y - lse and v = 1 - p_y = sum_{c != y} p_c
+    (no cancellation):
+        PIXEL 1 (CE):     l = -log p_y
+        PIXEL 2 (focal):  l = -v^gamma log p_y
+    The pixel term lands in the label's class, L[c] = sum_{y_s = c} w[y_s, s] l_s, so the
+    per-class weights (CE ``weight``, focal ``alpha``) apply in the finisher.
+    """
+    pid = tl.program_id(0).to(tl.int64)
+    n = pid // n_blocks_s
+    blk = pid % n_blocks_s
+    cls = tl.arange(0, C_PAD).to(tl.int64)
+    cmask = cls < C
+    s = blk * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+    smask = s < S
+    x, live, hit, t, wl, wi, wp, p, mx, e, z = _softmax_pixel(
+        x_ptr, y_ptr, w_ptr, n, cls, s, cmask, smask, C, stride_xn, stride_xc, stride_xs, stride_yn, stride_ys,
+        stride_wn, stride_wc, stride_ws, ignore_index, lw0_hi, lw0_lo, lw1_hi, lw1_lo,
+        FROM_LOGITS, HAS_WEIGHT, HAS_IGNORE, LABEL_WEIGHT, W_POW_I, W_POW_PT, ACC)
+    q, u = _signed(p, t, SIGNED)
+    i_sum = tl.sum(wi * q * u, axis=1)
+    if SQUARED:
+        p_sum = tl.sum(wp * q * q, axis=1)
+        t_sum = tl.sum(wp * u * u, axis=1)
+    else:
+        p_sum = tl.sum(wp * q, axis=1)
+        t_sum = tl.sum(wp * u, axis=1)
+    if PIXEL == 0:
+        l_sum = tl.zeros([C_PAD], dtype=ACC)
+    else:
+        w_y = tl.sum(tl.where(hit, wl, 0.0), axis=0)
+        logp = tl.sum(tl.where(hit, x, 0.0), axis=0) - mx - tl.log(z)
+        if PIXEL == 1:
+            l = -logp
+        else:
+            v = tl.sum(tl.where(hit, 0.0, e), axis=0) / z
+            l = -tl.exp(scalar(fg_hi, fg_lo, ACC) * tl.log(tl.maximum(v, 1e-30))) * logp
+        l_sum = tl.sum(tl.where(hit, (w_y * l)[None, :], 0.0), axis=1)
+    nc = N.to(tl.int64) * C
+    out = part_ptr + blk * (NSUMS_ * nc) + n * C + cls
+    tl.store(out, i_sum, mask=cmask)
+    tl.store(out + nc, p_sum, mask=cmask)
+    tl.store(out + 2 * nc, t_sum, mask=cmask)
+    tl.store(out + 3 * nc, l_sum, mask=cmask)
+    tl.store(out + 4 * nc, tl.sum(t, axis=1), mask=cmask)
+
+
+# ---- the finisher: one program, every loss of the family ------------------------------------------
+
+@triton.jit
+def _row_sums(part_ptr, n0, n1, nc, C, n_blocks, cls, cmask, C_PAD: tl.constexpr):
+    """I, P, T, L, n of classes ``cls`` summed over images [n0, n1) and every block, in float64,
+    in a fixed order (image-major, then block)."""
+    i_s = tl.zeros([C_PAD], dtype=tl.float64)
+    p_s = tl.zeros([C_PAD], dtype=tl.float64)
+    t_s = tl.zeros([C_PAD], dtype=tl.float64)
+    l_s = tl.zeros([C_PAD], dtype=tl.float64)
+    k_s = tl.zeros([C_PAD], dtype=tl.float64)
+    for n in range(n0, n1):
+        for b in range(n_blocks):
+            ptr = part_ptr + b * (NSUMS_ * nc) + n * C + cls
+            i_s += tl.load(ptr, mask=cmask, other=0.0).to(tl.float64)
+            p_s += tl.load(ptr + nc, mask=cmask, other=0.0).to(tl.float64)
+            t_s += tl.load(ptr + 2 * nc, mask=cmask, other=0.0).to(tl.float64)
+            l_s += tl.load(ptr + 3 * nc, mask=cmask, other=0.0).to(tl.float64)
+            k_s += tl.load(ptr + 4 * nc, mask=cmask, other=0.0).to(tl.float64)
+    return i_s, p_s, t_s, l_s, k_s
+
+
+@triton.jit
+def _ratio_grad(num, den, total, eps):
+    """score = num / max(den, eps): exactly 1 where total == 0 (an empty class), 0 where the clamped
+    den is 0; with d score / d num and d score / d den (0 where den < eps: the clamp holds)."""
+    empty = total == 0
+    dc = tl.maximum(den, eps)
+    ok = (dc > 0) & (total != 0)
+    safe = tl.where(ok, dc, 1.0)
+    s = tl.where(empty, 1.0, tl.where(ok, num / safe, 0.0))
+    ds_num = tl.where(ok, 1.0 / safe, 0.0)
+    ds_den = tl.where(ok & (den >= eps), -s / safe, 0.0)
+    return s, ds_num, ds_den
+
+
+@triton.jit
+def _loss_of(s, eps, gamma, LOSS: tl.constexpr):
+    """(loss, d loss / d score): 0: 1 - s; 1: (1 - s)^gamma (0 with zero gradient at s >= 1);
+    2: -log(max(s, max(eps, 1e-30))); 3: the score itself."""
+    zero = s * 0.0
+    if LOSS == 0:
+        l = 1.0 - s
+        dl = zero - 1.0
+    elif LOSS == 1:
+        d = 1.0 - s
+        pos = d > 0
+        ds = tl.where(pos, d, 1.0)
+        pw = tl.exp(gamma * tl.log(ds))
+        l = tl.where(pos, pw, 0.0)
+        dl = tl.where(pos, -gamma * pw / ds, 0.0)
+    elif LOSS == 2:
+        cl = tl.maximum(eps, 1e-30)
+        sc = tl.maximum(s, cl)
+        l = -tl.log(sc)
+        dl = tl.where(s >= cl, -1.0 / sc, 0.0)
+    else:
+        l = s
+        dl = zero + 1.0
+    return l, dl
+
+
+@triton.jit
+def _dice_finish_kernel(
+    part_ptr,  # per-program partials, contiguous (n_blocks, 5, N, C) in ACC
+    cw_ptr,  # class weights (C,), any real dtype, strided; read only if HAS_CW
+    pw_ptr,  # pixel-term class weights (C,): CE weight or softmax focal alpha; read only if HAS_PW
+    pos_ptr,  # int32 (C,): place of class c among the kept classes, -1 if left out; read only if HAS_CLASSES
+    out_ptr,  # loss out, ACC: 0-d, the "none" table, or [pixel, region...] if SPLIT
+    coef_ptr,  # out: (N, C, 3) ACC: dOut/dI, dOut/dP, dOut/dL per unit upstream gradient
+    N, C, n_blocks,
+    KC,  # number of kept classes
+    stride_cw, stride_pw,
+    sn_hi, sn_lo, sd_hi, sd_lo,  # smooth of the numerator and of the denominator (fp32 pairs)
+    eps_hi, eps_lo,  # the denominator's lower clamp
+    ta_hi, ta_lo, tb_hi, tb_lo,  # Tversky alpha (false positives), beta (false negatives)
+    tg_hi, tg_lo,  # focal Tversky gamma
+    lr_hi, lr_lo, lp_hi, lp_lo,  # lambda of the region term and of the pixel term
+    ps_hi, ps_lo,  # a scale of the pixel term (softmax focal with one alpha for every class)
+    KIND: tl.constexpr, LOSS: tl.constexpr, WEIGHT_TYPE: tl.constexpr, PER_IMAGE: tl.constexpr,
+    REDUCTION: tl.constexpr, PIXEL: tl.constexpr, PIX_REDUCTION: tl.constexpr, PW_COUNT: tl.constexpr,
+    SPLIT: tl.constexpr, HAS_CW: tl.constexpr, HAS_PW: tl.constexpr, HAS_CLASSES: tl.constexpr,
+    ACC: tl.constexpr, C_PAD: tl.constexpr,
+):
+    """One program. Rows r are images (PER_IMAGE) or the batch pooled; I, P, T, L, n of a row are the
+    fixed-order float64 sums of its partials. Per (r, c), with sn, sd the smooths:
+
+        KIND 0 dice:     score = (2 I + sn) / max(P + T + sd, eps)
+        KIND 1 jaccard:  score = (I + sn) / max(P + T - I + sd, eps)
+        KIND 2 tversky:  score = (I + sn) / max(I + a (P - I) + b (T - I) + sd, eps)
+        score = 1 where P + T == 0 (an empty class: loss 0, zero gradient), 0 where the clamped den is 0
+        loss = 1 - score | (1 - score)^gamma | -log(max(score, eps)) | score         (LOSS 0..3)
+    KIND 3 (generalized, one score per row): g_c = cw_c / T_c^2 (1 / T_c, 1), an absent class taking
+    the row's largest finite weight (MONAI); score = (2 sum g I + sn) / max(sum g (P + T) + sd, eps).
+    Region reduction over rows x kept classes with class weights cw: none: cw l; sum: sum cw l;
+    mean: sum cw l / (R sum cw). Pixel term (PIXEL): sum pw L over (n, c) divided by sum pwc n
+    (mean; pwc = pw if PW_COUNT else 1), summed, or per image (none). Output:
+    lambda_p pixel + lambda_r region, per image for none; SPLIT: [pixel, region...].
+
+    Gradient: d score / d num = 1 / den, d score / d den = -score / den (ratio rule), through
+    num and den linear in I and P (T and n do not depend on the logits); times d loss / d score
+    and the reduction's weight. Each (n, c) feeds one output element, so coef[n, c] is the
+    derivative of that element; pooled rows give every image of the batch the row's coefficient.
+    """
+    cls = tl.arange(0, C_PAD).to(tl.int64)
+    cmask = cls < C
+    nc = N.to(tl.int64) * C
+    if HAS_CLASSES:
+        pos = tl.load(pos_ptr + cls, mask=cmask, other=-1).to(tl.int64)
+        sel = pos >= 0
+    else:
+        pos = cls
+        sel = cmask
+    if HAS_CW:
+        cw = tl.load(cw_ptr + cls * stride_cw, mask=sel, other=0).to(tl.float64)
+    else:
+        cw = sel.to(tl.float64)
+    cw_sum = tl.sum(cw, axis=0)
+    pscale = scalar(ps_hi, ps_lo, tl.float64)
+    if HAS_PW:
+        pw = tl.load(pw_ptr + cls * stride_pw, mask=cmask, other=0).to(tl.float64) * pscale
+    else:
+        pw = tl.where(cmask, pscale, 0.0)
+    if PW_COUNT:
+        pwc = pw
+    else:
+        pwc = cmask.to(tl.float64)
+    sn = scalar(sn_hi, sn_lo, tl.float64)
+    sd = scalar(sd_hi, sd_lo, tl.float64)
+    eps = scalar(eps_hi, eps_lo, tl.float64)
+    lam_r = scalar(lr_hi, lr_lo, tl.float64)
+    lam_p = scalar(lp_hi, lp_lo, tl.float64)
+    if PER_IMAGE:
+        R = N
+    else:
+        R = N * 0 + 1
+    rows_f = R.to(tl.float64)
+    if SPLIT:
+        OFF = 1
+    else:
+        OFF = 0
+
+    # the pixel term's denominator over the whole batch ("mean")
+    den_p = tl.full([], 1.0, tl.float64)
+    if PIXEL:
+        if PIX_REDUCTION == 0:
+            k_all = tl.zeros([C_PAD], dtype=tl.float64)
+            for n in range(N):
+                for b in range(n_blocks):
+                    k_all += tl.load(part_ptr + b * (NSUMS_ * nc) + 4 * nc + n * C + cls, mask=cmask,
+                                     other=0.0).to(tl.float64)
+            den_p = tl.maximum(tl.sum(pwc * k_all, axis=0), TINY_)
+
+    reg_acc = tl.full([], 0.0, tl.float64)
+    pix_acc = tl.full([], 0.0, tl.float64)
+    for r in range(R):
+        if PER_IMAGE:
+            n0 = r
+            n1 = r + 1
+        else:
+            n0 = r * 0
+            n1 = N
+        i_s, p_s, t_s, l_s, k_s = _row_sums(part_ptr, n0, n1, nc, C, n_blocks, cls, cmask, C_PAD)
+
+        # ---- region term: values and coefficients per unit of the row's (class's) loss
+        if KIND == 3:
+            if WEIGHT_TYPE == 2:  # uniform weights are finite everywhere
+                finite = sel
+                absent = cls < 0
+            else:  # 1 / T^2, 1 / T: infinite for a class absent from the row's target
+                finite = sel & (t_s != 0)
+                absent = sel & (t_s == 0)
+            safe = tl.where(finite, t_s, 1.0)
+            if WEIGHT_TYPE == 0:
+                gw = 1.0 / (safe * safe)
+            elif WEIGHT_TYPE == 1:
+                gw = 1.0 / safe
+            else:
+                gw = safe * 0.0 + 1.0
+            gw = tl.where(finite, gw, 0.0)
+            gw = tl.where(absent, tl.max(gw, axis=0), gw) * cw
+            den0 = tl.sum(gw * (p_s + t_s), axis=0)
+            s, ds_num, ds_den = _ratio_grad(2.0 * tl.sum(gw * i_s, axis=0) + sn, den0 + sd, den0, eps)
+            l, dl = _loss_of(s, eps, scalar(tg_hi, tg_lo, tl.float64), LOSS)
+            if REDUCTION == 0:
+                mult = 1.0 / rows_f
+            else:
+                mult = rows_f * 0.0 + 1.0
+            reg_row = l  # the row's region value ("none")
+            reg_acc += mult * l
+            c_i = (lam_r * mult * dl * ds_num * 2.0) * gw
+            c_p = (lam_r * mult * dl * ds_den) * gw
+            if REDUCTION == 2:
+                if SPLIT or not PIXEL:
+                    tl.store(out_ptr + OFF + r, l.to(ACC))
+        else:
+            if KIND == 0:
+                num = 2.0 * i_s + sn
+                den = p_s + t_s + sd
+                a_i = 2.0
+                b_i = 0.0
+                b_p = 1.0
+            elif KIND == 1:
+                num = i_s + sn
+                den = p_s + t_s - i_s + sd
+                a_i = 1.0
+                b_i = -1.0
+                b_p = 1.0
+            else:
+                ta = scalar(ta_hi, ta_lo, tl.float64)
+                tb = scalar(tb_hi, tb_lo, tl.float64)
+                num = i_s + sn
+                den = i_s + ta * (p_s - i_s) + tb * (t_s - i_s) + sd
+                a_i = 1.0
+                b_i = 1.0 - ta - tb
+                b_p = ta
+            s, ds_num, ds_den = _ratio_grad(num, den, p_s + t_s, eps)
+            l, dl = _loss_of(s, eps, scalar(tg_hi, tg_lo, tl.float64), LOSS)
+            l = tl.where(sel, l, 0.0)
+            if REDUCTION == 0:
+                mult = cw / tl.maximum(rows_f * cw_sum, TINY_)
+            elif REDUCTION == 1:
+                mult = cw
+            else:
+                if SPLIT or not PIXEL:
+                    mult = cw
+                    tl.store(out_ptr + OFF + r * KC + pos, (cw * l).to(ACC), mask=sel)
+                else:  # a combo per image: the row's class average
+                    mult = cw / tl.maximum(cw_sum, TINY_)
+            reg_row = tl.sum(mult * l, axis=0)
+            reg_acc += reg_row
+            c_i = lam_r * mult * dl * (ds_num * a_i + ds_den * b_i)
+            c_p = lam_r * mult * dl * ds_den * b_p
+
+        # ---- pixel term
+        if PIXEL:
+            lw = pw * l_s
+            if PIX_REDUCTION == 2:
+                den_row = tl.maximum(tl.sum(pwc * k_s, axis=0), TINY_)
+                pix_row = tl.sum(lw, axis=0) / den_row
+                c_l = (lam_p / den_row) * pw
+                tl.store(out_ptr + r, (lam_p * pix_row + lam_r * reg_row).to(ACC))
+            else:
+                pix_acc += tl.sum(lw, axis=0)
+                c_l = (lam_p / den_p) * pw
+        else:
+            c_l = tl.zeros([C_PAD], dtype=tl.float64)
+
+        for n in range(n0, n1):
+            ptr = coef_ptr + (n * C + cls) * NCOEF_
+            tl.store(ptr, c_i.to(ACC), mask=cmask)
+            tl.store(ptr + 1, c_p.to(ACC), mask=cmask)
+            tl.store(ptr + 2, c_l.to(ACC), mask=cmask)
+
+    pix = pix_acc
+    if PIXEL:
+        if PIX_REDUCTION == 0:
+            pix = pix_acc / den_p
+    if SPLIT:
+        tl.store(out_ptr, pix.to(ACC))
+        if REDUCTION != 2:
+            tl.store(out_ptr + 1, reg_acc.to(ACC))
+    elif REDUCTION != 2:
+        tl.store(out_ptr, (lam_p * pix + lam_r * reg_acc).to(ACC))
+
+
+
+# ---- backward: the chain rule in one pass ------------------------------------------------------
+
+@triton.jit
+def _dice_sigmoid_bwd_kernel(
+    x_ptr,  # logits (or probabilities), (N, C, S) strided
+    t_ptr,  # target, (N, C, S) strided
+    w_ptr,  # per-pixel weight (if HAS_WEIGHT)
+    coef_ptr,  # (N, C, 3) ACC from the finisher: dLoss/dI, dLoss/dP, dLoss/dL per unit upstream gradient
+    g_ptr,  # upstream gradient of the loss, any layout (read at grad_layout's offsets)
+    pos_ptr,  # int32 (C,) class places (if HAS_CLASSES)
+    dx_ptr,  # gradient out, (N, C, S) strided, logits' dtype
+    C, S,
+    n_blocks_s,
+    stride_xn, stride_xc, stride_xs,
+    stride_tn, stride_tc, stride_ts,
+    stride_wn, stride_wc, stride_ws,
+    stride_dn, stride_dc, stride_ds,
+    g_off_r, g_stride_r, g_stride_c,  # region element of (n, c): g[g_off_r + r g_stride_r + pos(c) g_stride_c]
+    g_off_p, g_stride_p,  # pixel element of (n, c): g[g_off_p + n g_stride_p]
+    ig_hi, ig_lo, lw0_hi, lw0_lo, lw1_hi, lw1_lo, fa_hi, fa_lo, fg_hi, fg_lo,  # as in forward
+    FROM_LOGITS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr, LABEL_WEIGHT: tl.constexpr,
+    SIGNED: tl.constexpr, SQUARED: tl.constexpr, W_POW_I: tl.constexpr, W_POW_PT: tl.constexpr,
+    PIXEL: tl.constexpr, FOCAL_ALPHA: tl.constexpr, PER_IMAGE: tl.constexpr, HAS_CLASSES: tl.constexpr,
+    ACC: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """With gI, gP, gL = coef[n, c] times the upstream gradient they feed, and m = dq/dp (2 if SIGNED):
+
+        a   = dLoss/dp = m (gI wi u + gP wp (SQUARED ? 2 q : 1))
+        dx  = a p (1 - p)                                               (FROM_LOGITS; else dx = a)
+            + gL wl (p - t)                                             (PIXEL 1: dBCE/dx)
+            + gL wl alpha_t [(p - t) d^g + ce g d^g (1 - 2t) p (1 - p) / d]   (PIXEL 2)
+    where p (1 - p) / d <= 1 (d is a convex combination of p and 1 - p): nothing overflows.
+    Ignored pixels get dx = 0.
+    """
+    pid = tl.program_id(0).to(tl.int64)
+    row, n, c, s = row_tile(pid, n_blocks_s, C, BLOCK)
+    mask = s < S
+    x, t, valid, wl, wi, wp, p, pn = _sigmoid_pixel(
+        x_ptr, t_ptr, w_ptr, n, c, s, mask, stride_xn, stride_xc, stride_xs, stride_tn, stride_tc, stride_ts,
+        stride_wn, stride_wc, stride_ws, ig_hi, ig_lo, lw0_hi, lw0_lo, lw1_hi, lw1_lo,
+        FROM_LOGITS, HAS_WEIGHT, HAS_IGNORE, LABEL_WEIGHT, W_POW_I, W_POW_PT, ACC)
+    if PER_IMAGE:
+        r = n
+    else:
+        r = n * 0
+    if HAS_CLASSES:
+        pos = tl.load(pos_ptr + c).to(tl.int64)
+    else:
+        pos = c
+    g_r = tl.load(g_ptr + g_off_r + r * g_stride_r + pos * g_stride_c, mask=pos >= 0, other=0.0).to(ACC)
+    g_i = tl.load(coef_ptr + row * NCOEF_).to(ACC) * g_r
+    g_p = tl.load(coef_ptr + row * NCOEF_ + 1).to(ACC) * g_r
+    q, u = _signed(p, t, SIGNED)
+    if SQUARED:
+        a = g_i * wi * u + g_p * wp * 2.0 * q
+    else:
+        a = g_i * wi * u + g_p * wp
+    if SIGNED:
+        a = 2.0 * a
+    if FROM_LOGITS:
+        dx = a * p * pn
+    else:
+        dx = a
+    if PIXEL != 0:
+        g_l = tl.load(coef_ptr + row * NCOEF_ + 2).to(ACC) * tl.load(g_ptr + g_off_p + n * g_stride_p).to(ACC)
+        if PIXEL == 1:
+            dx += g_l * wl * (p - t)
+        else:
+            ce = softplus(x) - x * t
+            d = t * pn + (1.0 - t) * p
+            dc = tl.maximum(d, 1e-30)
+            gamma = scalar(fg_hi, fg_lo, ACC)
+            mod = tl.exp(gamma * tl.log(dc))
+            term = (p - t) * mod + ce * gamma * mod * (1.0 - 2.0 * t) * (p * pn / dc)
+            if FOCAL_ALPHA:
+                al = scalar(fa_hi, fa_lo, ACC)
+                term = term * ((1.0 - al) + (2.0 * al - 1.0) * t)
+            dx += g_l * wl * term
+    dx = tl.where(valid, dx, 0.0)
+    tl.store(dx_ptr + n * stride_dn + c * stride_dc + s * stride_ds, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _dice_softmax_bwd_kernel(
+    x_ptr,  # logits (or probabilities), (N, C, S) strided
+    y_ptr,  # integer labels, (N, S) strided
+    w_ptr,  # per-pixel weight (if HAS_WEIGHT)
+    coef_ptr,  # (N, C, 3) ACC from the finisher: dLoss/dI, dLoss/dP, dLoss/dL per unit upstream gradient
+    g_ptr,  # upstream gradient of the loss, any layout (read at grad_layout's offsets)
+    pos_ptr,  # int32 (C,) class places (if HAS_CLASSES)
+    dx_ptr,  # gradient out, (N, C, S) strided, logits' dtype
+    N, C, S,
+    n_blocks_s,
+    stride_xn, stride_xc, stride_xs,
+    stride_yn, stride_ys,
+    stride_wn, stride_wc, stride_ws,
+    stride_dn, stride_dc, stride_ds,
+    g_off_r, g_stride_r, g_stride_c,  # as in the sigmoid backward
+    g_off_p, g_stride_p,
+    ignore_index, lw0_hi, lw0_lo, lw1_hi, lw1_lo, fg_hi, fg_lo,  # as in forward
+    FROM_LOGITS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr, LABEL_WEIGHT: tl.constexpr,
+    SIGNED: tl.constexpr, SQUARED: tl.constexpr, W_POW_I: tl.constexpr, W_POW_PT: tl.constexpr,
+    PIXEL: tl.constexpr, PER_IMAGE: tl.constexpr, HAS_CLASSES: tl.constexpr,
+    ACC: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """Per pixel, with a_c = dLoss/dp_c = m (gI_c wi_c u_c + gP_c wp_c (SQUARED ? 2 q_c : 1)):
+
+        dx_j = p_j (a_j - sum_c p_c a_c)                      (softmax chain rule; a_j if not FROM_LOGITS)
+             + gL_y w_y (p_j - [j = y])                       (PIXEL 1: dCE/dx_j)
+             + gL_y w_y v^g (1 - g p_y r) (p_j - [j = y])     (PIXEL 2)
+    with gI, gP, gL = coef[n, c] times the upstream gradient they feed, v = 1 - p_y and
+    r = log(p_y) / v, taken from its series -1 - v/2 - v^2/3 when v < 1e-4 (r -> -1 as
+    v -> 0: finite for every gamma >= 0). Ignored (and out-of-range) pixels get dx = 0.
+    """
+    pid = tl.program_id(0).to(tl.int64)
+    n = pid // n_blocks_s
+    blk = pid % n_blocks_s
+    cls = tl.arange(0, C_PAD).to(tl.int64)
+    cmask = cls < C
+    s = blk * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+    smask = s < S
+    x, live, hit, t, wl, wi, wp, p, mx, e, z = _softmax_pixel(
+        x_ptr, y_ptr, w_ptr, n, cls, s, cmask, smask, C, stride_xn, stride_xc, stride_xs, stride_yn, stride_ys,
+        stride_wn, stride_wc, stride_ws, ignore_index, lw0_hi, lw0_lo, lw1_hi, lw1_lo,
+        FROM_LOGITS, HAS_WEIGHT, HAS_IGNORE, LABEL_WEIGHT, W_POW_I, W_POW_PT, ACC)
+    if PER_IMAGE:
+        r = n
+    else:
+        r = n * 0
+    if HAS_CLASSES:
+        pos = tl.load(pos_ptr + cls, mask=cmask, other=-1).to(tl.int64)
+    else:
+        pos = cls
+    g_r = tl.load(g_ptr + g_off_r + r * g_stride_r + pos * g_stride_c, mask=cmask & (pos >= 0),
+                  other=0.0).to(ACC)
+    c_ptr = coef_ptr + (n * C + cls) * NCOEF_
+    g_i = tl.load(c_ptr, mask=cmask, other=0.0).to(ACC) * g_r
+    g_p = tl.load(c_ptr + 1, mask=cmask, other=0.0).to(ACC) * g_r
+    q, u = _signed(p, t, SIGNED)
+    if SQUARED:
+        a = g_i[:, None] * wi * u + g_p[:, None] * wp * 2.0 * q
+    else:
+        a = g_i[:, None] * wi * u + g_p[:, None] * wp
+    if SIGNED:
+        a = 2.0 * a
+    if FROM_LOGITS:
+        dx = p * (a - tl.sum(p * a, axis=0)[None, :])
+    else:
+        dx = a
+    if PIXEL != 0:
+        g_l = tl.load(c_ptr + 2, mask=cmask, other=0.0).to(ACC) * tl.load(g_ptr + g_off_p + n * g_stride_p).to(ACC)
+        coef = tl.sum(tl.where(hit, g_l[:, None] * wl, 0.0), axis=0)  # gL_y * w_y
+        if PIXEL == 2:
+            gamma = scalar(fg_hi, fg_lo, ACC)
+            v = tl.sum(tl.where(hit, 0.0, e), axis=0) / z
+            logp = tl.sum(tl.where(hit, x, 0.0), axis=0) - mx - tl.log(z)
+            rr = tl.where(v < 1e-4, -1.0 - v * (0.5 + v / 3.0), logp / tl.maximum(v, 1e-4))
+            mod = tl.exp(gamma * tl.log(tl.maximum(v, 1e-30)))
+            coef = coef * mod * (1.0 - gamma * (1.0 - v) * rr)
+        dx += coef[None, :] * (p - t)
+    dx = tl.where(live, dx, 0.0)
+    tl.store(dx_ptr + n * stride_dn + cls[:, None] * stride_dc + s[None, :] * stride_ds,
+             dx.to(dx_ptr.dtype.element_ty), mask=cmask[:, None] & smask[None, :])
+
+
+# ---- launchers (same names and contract as torch_impl.py) --------------------------------------
+
+def _strides(t, k=3):
+    return (0,) * k if t is None else tuple(t.stride())
+
+
+def _tile_for(c: int, s: int) -> tuple[int, int, int]:
+    """(C_PAD, BLOCK, num_warps) for the softmax kernels: about 4096 elements per tile."""
+    c_pad = triton.next_power_of_2(c)
+    block = max(16, min(1024, 4096 // c_pad, triton.next_power_of_2(max(s, 1))))
+    return c_pad, block, (4 if c_pad * block <= 4096 else 8)
+
+
+def _pairs(**values):
+    out = {}
+    for k, v in values.items():
+        out[f"{k}_hi"], out[f"{k}_lo"] = split_f64(v)
+    return out
+
+
+def _pixel_args(o):
+    """Scalars and switches of the pass over the pixels (forward and backward)."""
+    lw0, lw1 = (1.0, 1.0) if o.label_weight is None else o.label_weight
+    alpha_on = o.focal_alpha is not None and o.focal_alpha >= 0
+    scal = _pairs(lw0=lw0, lw1=lw1, fg=o.focal_gamma)
+    flags = dict(FROM_LOGITS=o.from_logits, HAS_IGNORE=o.ignore_index is not None,
+                 LABEL_WEIGHT=o.label_weight is not None, SIGNED=o.signed, SQUARED=o.squared, W_POW_I=o.w_pow_i,
+                 W_POW_PT=o.w_pow_pt, PIXEL=PIXEL_CODES[o.pixel])
+    if o.multiclass:
+        scal["ignore_index"] = 0 if o.ignore_index is None else int(o.ignore_index)
+    else:
+        scal.update(_pairs(ig=o.ignore_index, fa=o.focal_alpha if alpha_on else 0.0))
+        flags["FOCAL_ALPHA"] = alpha_on
+    return scal, flags
+
+
+def _sigmoid_grid(x):
+    N, C, S = x.shape
+    BLOCK, num_warps = block_for(S)
+    n_blocks_s = triton.cdiv(S, BLOCK)
+    return N * C * n_blocks_s, n_blocks_s, BLOCK, num_warps
+
+
+def _softmax_grid(x):
+    N, C, S = x.shape
+    c_pad, BLOCK, num_warps = _tile_for(C, S)
+    n_blocks_s = triton.cdiv(S, BLOCK)
+    return N * n_blocks_s, n_blocks_s, c_pad, BLOCK, num_warps
+
+
+def _xs(x, w):
+    d = dict(zip(("stride_xn", "stride_xc", "stride_xs"), x.stride()))
+    d.update(zip(("stride_wn", "stride_wc", "stride_ws"), _strides(w)))
+    return d
+
+
+def forward(x, t, w, cw, pw, o):
+    """(loss, coef): the loss in its layout (``ops.out_shape``) and the finisher's (N, C, 3)
+    coefficient table, both in the accumulation dtype. x: (N, C, S) logits; t: (N, C, S) mask
+    or (N, 1, S) labels (multiclass); w: (N, C, S) weight or None; cw, pw: (C,) tensors or None."""
+    N, C, S = x.shape
+    acc = acc_dtype(x.dtype)
+    scal, flags = _pixel_args(o)
+    strides = _xs(x, w)
+    with device_guard(x):
+        if o.multiclass:
+            programs, n_blocks_s, c_pad, BLOCK, num_warps = _softmax_grid(x)
+            part = torch.empty((n_blocks_s, NSUMS, N, C), device=x.device, dtype=acc)
+            _dice_softmax_fwd_kernel[(programs,)](
+                x_ptr=x, y_ptr=t, w_ptr=w, part_ptr=part, N=N, C=C, S=S, n_blocks_s=n_blocks_s,
+                stride_yn=t.stride(0), stride_ys=t.stride(2), **strides, **scal, **flags,
+                HAS_WEIGHT=w is not None, ACC=tl_acc(x.dtype), C_PAD=c_pad, BLOCK=BLOCK, num_warps=num_warps)
+        else:
+            programs, n_blocks_s, BLOCK, num_warps = _sigmoid_grid(x)
+            part = torch.empty((n_blocks_s, NSUMS, N, C), device=x.device, dtype=acc)
+            th = split_f64(o.threshold)  # (0, 0) when soft
+            _dice_sigmoid_fwd_kernel[(programs,)](
+                x_ptr=x, t_ptr=t, w_ptr=w, part_ptr=part, C=C, S=S, NC=N * C, n_blocks_s=n_blocks_s,
+                **dict(zip(("stride_tn", "stride_tc", "stride_ts"), t.stride())), **strides, **scal,
+                th_hi=th[0], th_lo=th[1], **flags, HAS_WEIGHT=w is not None, HARD=o.threshold is not None, ACC=tl_acc(x.dtype),
+                BLOCK=BLOCK, num_warps=num_warps)
+        loss, coef = _finish(part, N, C, n_blocks_s, cw, pw, o, x.device, acc)
+    return loss, coef
+
+
+def _finish(part, N, C, n_blocks, cw, pw, o, device, acc):
+    loss = torch.empty(out_shape(o, N, C), device=device, dtype=acc)
+    coef = torch.empty((N, C, NCOEF), device=device, dtype=acc)
+    cw = class_vector(cw, o.class_weight_list, device)
+    pw = class_vector(pw, o.pixel_class_weight_list, device)
+    pos = class_positions(o, C, device)
+    softmax_focal = o.multiclass and o.pixel == "focal" and o.focal_alpha is not None and o.focal_alpha >= 0
+    red = REDUCTION_CODES[o.reduction]
+    loss_fn = 3 if o.score else 2 if o.log_loss else 1 if o.gamma != 1.0 else 0
+    _dice_finish_kernel[(1,)](
+        part_ptr=part, cw_ptr=cw, pw_ptr=pw, pos_ptr=pos, out_ptr=loss, coef_ptr=coef, N=N, C=C,
+        n_blocks=n_blocks, KC=kept(o, C), stride_cw=0 if cw is None else cw.stride(0),
+        stride_pw=0 if pw is None else pw.stride(0),
+        **_pairs(sn=o.smooth_num, sd=o.smooth_den, eps=o.eps, ta=o.alpha, tb=o.beta, tg=o.gamma, lr=o.lambda_region,
+                 lp=o.lambda_pixel, ps=o.focal_alpha if softmax_focal else 1.0),
+        KIND=KINDS.index(o.kind), LOSS=loss_fn, WEIGHT_TYPE=WEIGHT_TYPES.index(o.weight_type),
+        PER_IMAGE=o.per_image, REDUCTION=red, PIXEL=o.pixel != "none",
+        PIX_REDUCTION=REDUCTION_CODES[pixel_reduction(o)], PW_COUNT=o.pixel_weighs_count, SPLIT=o.split,
+        HAS_CW=cw is not None, HAS_PW=pw is not None, HAS_CLASSES=pos is not None, ACC=tl_acc(acc),
+        C_PAD=triton.next_power_of_2(C))
+    return loss, coef
+
+
+def backward(g, coef, x, t, w, cw, pw, o):
+    """dLoss/dx with the logits' dtype and layout; ``g``: the upstream gradient of the loss."""
+    N, C, S = x.shape
+    dx = torch.empty_like(x)
+    if o.threshold is not None:  # a thresholded prediction is piecewise constant
+        return dx.zero_()
+    scal, flags = _pixel_args(o)
+    strides = _xs(x, w)
+    off_r, sr, sc, off_p, sp = grad_layout(g, o, N, C)
+    pos = class_positions(o, C, x.device)
+    common = dict(coef_ptr=coef, g_ptr=g, pos_ptr=pos, dx_ptr=dx, g_off_r=off_r, g_stride_r=sr, g_stride_c=sc,
+                  g_off_p=off_p, g_stride_p=sp, **dict(zip(("stride_dn", "stride_dc", "stride_ds"), dx.stride())),
+                  **strides, **scal, **flags, HAS_WEIGHT=w is not None, PER_IMAGE=o.per_image,
+                  HAS_CLASSES=pos is not None, ACC=tl_acc(x.dtype))
+    with device_guard(x):
+        if o.multiclass:
+            programs, n_blocks_s, c_pad, BLOCK, num_warps = _softmax_grid(x)
+            _dice_softmax_bwd_kernel[(programs,)](
+                x_ptr=x, y_ptr=t, w_ptr=w, N=N, C=C, S=S, n_blocks_s=n_blocks_s, stride_yn=t.stride(0),
+                stride_ys=t.stride(2), **common, C_PAD=c_pad, BLOCK=BLOCK, num_warps=num_warps)
+        else:
+            programs, n_blocks_s, BLOCK, num_warps = _sigmoid_grid(x)
+            _dice_sigmoid_bwd_kernel[(programs,)](
+                x_ptr=x, t_ptr=t, w_ptr=w, C=C, S=S, n_blocks_s=n_blocks_s,
+                **dict(zip(("stride_tn", "stride_tc", "stride_ts"), t.stride())), **common, BLOCK=BLOCK,
+                num_warps=num_warps)
+    return dx
+
+
+# ---- ahead-of-time compile specs --------------------------------------------------------------
+
+def _aot_variants():
+    specs = []
+    pix_pairs = ("lw0_hi", "lw0_lo", "lw1_hi", "lw1_lo", "fg_hi", "fg_lo")
+    sig_pairs = pix_pairs + ("ig_hi", "ig_lo", "fa_hi", "fa_lo")
+    fin_pairs = tuple(f"{k}_{h}" for k in ("sn", "sd", "eps", "ta", "tb", "tg", "lr", "lp", "ps") for h in ("hi", "lo"))
+    f32 = lambda names: {k: "fp32" for k in names}  # noqa: E731
+    for dt, acc in (("fp32", tl.float32), ("bf16", tl.float32), ("fp16", tl.float32), ("fp64", tl.float64)):
+        accty = "*fp64" if acc == tl.float64 else "*fp32"
+        flags = dict(FROM_LOGITS=True, HAS_WEIGHT=True, HAS_IGNORE=True, LABEL_WEIGHT=True, SIGNED=True,
+                     SQUARED=True, W_POW_I=2, W_POW_PT=1, ACC=acc)
+        specs.append(aot_spec(_dice_sigmoid_fwd_kernel, dict(flags, PIXEL=2, FOCAL_ALPHA=True, HARD=True, BLOCK=1024),
+                              x_ptr=f"*{dt}", t_ptr="*u8", part_ptr=accty, **f32(sig_pairs + ("th_hi", "th_lo"))))
+        specs.append(aot_spec(_dice_sigmoid_bwd_kernel,
+                              dict(flags, PIXEL=2, FOCAL_ALPHA=True, PER_IMAGE=True, HAS_CLASSES=True, BLOCK=1024),
+                              x_ptr=f"*{dt}", t_ptr="*fp32", coef_ptr=accty, g_ptr=accty, pos_ptr="*i32",
+                              dx_ptr=f"*{dt}", **f32(sig_pairs)))
+        specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(flags, PIXEL=2, C_PAD=32, BLOCK=128), x_ptr=f"*{dt}",
+                              y_ptr="*i64", part_ptr=accty, **f32(pix_pairs)))
+        specs.append(aot_spec(_dice_softmax_bwd_kernel,
+                              dict(flags, PIXEL=2, PER_IMAGE=False, HAS_CLASSES=True, C_PAD=32, BLOCK=128),
+                              x_ptr=f"*{dt}", y_ptr="*u8", coef_ptr=accty, g_ptr=accty, pos_ptr="*i32",
+                              dx_ptr=f"*{dt}", **f32(pix_pairs)))
+        fin = dict(WEIGHT_TYPE=0, PW_COUNT=True, HAS_CW=True, HAS_PW=True, HAS_CLASSES=True, ACC=acc, C_PAD=32)
+        for kind, loss, per_image, red, pixel, pix_red, split in (
+                (0, 0, False, 0, True, 0, False),  # bce / ce + dice, mean
+                (1, 2, True, 2, False, 0, False),  # jaccard, log, per image, "none"
+                (2, 1, True, 1, False, 0, False),  # focal tversky, sum
+                (3, 0, True, 2, True, 2, False),  # generalized, a combo per image
+                (0, 3, True, 0, True, 1, True)):  # split terms (bce_dice_terms, recipes)
+            specs.append(aot_spec(_dice_finish_kernel, dict(fin, KIND=kind, LOSS=loss, PER_IMAGE=per_image,
+                                                            REDUCTION=red, PIXEL=pixel, PIX_REDUCTION=pix_red,
+                                                            SPLIT=split),
+                                  part_ptr=accty, cw_ptr="*fp32", pw_ptr="*fp64", pos_ptr="*i32", out_ptr=accty,
+                                  coef_ptr=accty, **f32(fin_pairs)))
+    # the common fast paths: plain Dice (+ BCE / CE), stride-1 pixels, int64 strides (past 2^31 elements)
+    plain = dict(FROM_LOGITS=True, HAS_WEIGHT=False, HAS_IGNORE=False, LABEL_WEIGHT=False, SIGNED=False,
+                 SQUARED=False, W_POW_I=1, W_POW_PT=1, PIXEL=1, ACC=tl.float32)
+    big = {f"stride_{a}{b}": "i64" for a in "xtwd" for b in "nc"}
+    div = ("S", "stride_xn", "stride_xc", "stride_tn", "stride_tc", "stride_dn", "stride_dc")
+    specs.append(aot_spec(_dice_sigmoid_fwd_kernel,
+                          dict(plain, FOCAL_ALPHA=False, HARD=False, BLOCK=2048, stride_xs=1, stride_ts=1),
+                          divisible=div[:5], S="i64", NC="i64", n_blocks_s="i64",
+                          **f32(sig_pairs + ("th_hi", "th_lo")), **{k: v for k, v in big.items() if k[7] in "xtw"}))
+    specs.append(aot_spec(_dice_sigmoid_bwd_kernel,
+                          dict(plain, FOCAL_ALPHA=False, PER_IMAGE=False, HAS_CLASSES=False, BLOCK=2048, stride_xs=1,
+                               stride_ts=1, stride_ds=1),
+                          divisible=div, S="i64", n_blocks_s="i64", **f32(sig_pairs), **big))
+    bigm = {"stride_xn": "i64", "stride_xc": "i64", "stride_yn": "i64", "stride_wn": "i64", "stride_wc": "i64"}
+    specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(plain, C_PAD=32, BLOCK=128, stride_xs=1, stride_ys=1),
+                          divisible=("S", "stride_xn", "stride_xc", "stride_yn"), S="i64", y_ptr="*i64",
+                          **f32(pix_pairs), **bigm))
+    specs.append(aot_spec(_dice_softmax_bwd_kernel,
+                          dict(plain, PER_IMAGE=False, HAS_CLASSES=False, C_PAD=32, BLOCK=128, stride_xs=1,
+                               stride_ys=1, stride_ds=1),
+                          divisible=("S", "stride_xn", "stride_xc", "stride_yn", "stride_dn", "stride_dc"),
+                          S="i64", y_ptr="*i64", stride_dn="i64", stride_dc="i64", **f32(pix_pairs), **bigm))
+    return specs
+
+
+AOT_SPECS = _aot_variants()

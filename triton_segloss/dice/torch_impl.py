@@ -1,0 +1,414 @@
+"""PyTorch path of the Dice family: the same functions and contract as ``kernels.py``.
+
+The pass over the pixels is vectorised: no Python loop over images or classes
+and no one-hot tensor. Multiclass sums read the label's channel with ``gather``
+((N, 1, S)) and add it into (N, C) with ``scatter_add``; with the signed /
+label-weight options, the identity ``sum_s f(t_cs) = sum_s f(0) + sum_{s: y_s = c}
+(f(1) - f(0))`` does the same (an elementwise pass with t = 0, plus the label
+channel's correction). The spatial axis is processed in chunks so temporaries
+stay bounded (``_CHUNK`` elements of (N, C, chunk)), whatever the volume.
+
+The finisher is the kernel's, written with torch ops on (rows, C) tensors in
+float64: the loss and the hand-derived coefficient table dLoss/d(I, P, L).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from triton_segloss._core.validate import acc_dtype
+
+from .ops import NCOEF, TINY, class_positions, class_vector, grad_layout, out_shape, pixel_reduction
+
+PIXEL_CODES = {"none": 0, "xent": 1, "focal": 2}
+
+_CHUNK = 1 << 20  # elements of an (N, C, chunk) temporary (4 MiB in float32)
+_TINY = TINY
+
+
+def _chunks(n: int, c: int, s: int):
+    step = max(1, _CHUNK // max(1, n * c))
+    return [(a, min(s, a + step)) for a in range(0, s, step)] or [(0, 0)]
+
+
+def _mul(a, b):
+    """a * b where None stands for 1 and a Python 1.0 is skipped."""
+    if a is None or (isinstance(a, float) and a == 1.0):
+        return b
+    if b is None or (isinstance(b, float) and b == 1.0):
+        return a
+    return a * b
+
+
+def _zero(u) -> bool:
+    return isinstance(u, float) and u == 0.0
+
+
+class _Flags:
+    def __init__(self, o):
+        self.ignore_index = o.ignore_index
+        self.squared = o.squared
+        self.signed = o.signed
+        self.lw = o.label_weight
+        self.w_pow_i = o.w_pow_i
+        self.w_pow_pt = o.w_pow_pt
+        self.pixel = PIXEL_CODES[o.pixel]
+        self.gamma = float(o.focal_gamma)
+        alpha = o.focal_alpha
+        on = alpha is not None and alpha >= 0
+        self.a_pos, self.a_neg = (float(alpha), 1.0 - float(alpha)) if on else (1.0, 1.0)
+
+    def weights(self, base, t):
+        """(wi, wp) from om = base * label weight(t); None stands for 1. ``t`` may be a Python 0.0 / 1.0."""
+        om = base
+        if self.lw is not None:
+            om = _mul(om, self.lw[0] + (self.lw[1] - self.lw[0]) * t)
+        om2 = None if om is None else om * om
+        return (om2 if self.w_pow_i == 2 else om), (om2 if self.w_pow_pt == 2 else om)
+
+    def qu(self, p, t):
+        if self.signed:
+            return 2.0 * p - 1.0, 2.0 * t - 1.0
+        return p, t
+
+    def sums3(self, p, t, base):
+        """Elementwise terms of I, P, T before summing over pixels; None where identically 0."""
+        wi, wp = self.weights(base, t)
+        q, u = self.qu(p, t)
+        i = None if _zero(u) else _mul(wi, _mul(q, u))
+        pk = q * q if self.squared else q
+        tk = u * u if self.squared else u
+        return i, _mul(wp, pk), (None if _zero(tk) else _mul(wp, tk))
+
+    def dsums(self, p, t, base, g_i, g_p):
+        """dLoss/dp of the I and P terms: m (gI wi u + gP wp (squared ? 2q : 1))."""
+        wi, wp = self.weights(base, t)
+        q, u = self.qu(p, t)
+        a = _mul(g_p, wp)
+        if self.squared:
+            a = a * (2.0 * q)
+        if not _zero(u):
+            a = a + _mul(g_i, _mul(wi, u))
+        return 2.0 * a if self.signed else a
+
+
+# ---- binary / multilabel (sigmoid per channel) ----------------------------------------
+
+def _binary_prep(x, t, w, from_logits, f, need_pn):
+    acc = acc_dtype(x.dtype)
+    x = x.to(acc)
+    t = t.to(acc)
+    valid = None
+    if f.ignore_index is not None:
+        valid = t != f.ignore_index
+        t = torch.where(valid, t, 0.0)
+    wl = _mul(None if valid is None else valid.to(acc), None if w is None else w.to(acc))
+    if from_logits:  # 1 - sigmoid(x) as sigmoid(-x): no cancellation for large x
+        p, pn = torch.sigmoid(x), (torch.sigmoid(-x) if need_pn else None)
+    else:
+        p, pn = x, 1.0 - x
+    return x, t, valid, wl, p, pn
+
+
+def _bce(x, t):
+    return x.clamp_min(0) + torch.log1p(torch.exp(-x.abs())) - x * t
+
+
+def _binary_fwd(x, t, w, from_logits, f, hard, threshold):
+    x, t, valid, wl, p, pn = _binary_prep(x, t, w, from_logits, f, f.pixel == 2)
+    if hard:
+        p = (p > threshold).to(x.dtype)
+    out = [a.expand_as(x).sum(-1) for a in f.sums3(p, t, wl)]
+    if f.pixel == 0:
+        out.append(torch.zeros_like(out[0]))
+    else:
+        ce = _bce(x, t)
+        if f.pixel == 2:
+            d = t * pn + (1.0 - t) * p
+            ce = ce * (f.a_neg + (f.a_pos - f.a_neg) * t) * d.clamp_min(_TINY) ** f.gamma
+        out.append(_mul(wl, ce).sum(-1))
+    out.append(torch.full_like(out[0], x.shape[-1]) if valid is None else valid.sum(-1).to(x.dtype))
+    return torch.stack(out, -1)
+
+
+def _binary_bwd(x, t, w, g, from_logits, f):
+    x, t, valid, wl, p, pn = _binary_prep(x, t, w, from_logits, f, f.pixel == 2)
+    dx = f.dsums(p, t, wl, g[:, :, 0:1], g[:, :, 1:2])
+    if from_logits:  # dx * p (1 - p) in one pass, as torch's own sigmoid backward
+        dx = torch.ops.aten.sigmoid_backward(dx.expand_as(x), p)
+    if f.pixel == 1:
+        dx = dx + g[:, :, 3:4] * _mul(wl, p - t)
+    elif f.pixel == 2:
+        d = (t * pn + (1.0 - t) * p).clamp_min(_TINY)
+        mod = d ** f.gamma
+        at = f.a_neg + (f.a_pos - f.a_neg) * t
+        term = at * ((p - t) * mod + _bce(x, t) * f.gamma * mod * (1.0 - 2.0 * t) * (p * pn / d))
+        dx = dx + g[:, :, 3:4] * _mul(wl, term)
+    if valid is not None:
+        dx = torch.where(valid, dx, 0.0)
+    return dx.expand_as(x)
+
+
+# ---- multiclass (softmax over C from integer labels) -----------------------------------
+
+def _mc_prep(x, y, w, from_logits, f):
+    """Probabilities, labels and weights of one chunk; the label's channel gathered, never one-hot."""
+    acc = acc_dtype(x.dtype)
+    c = x.shape[1]
+    x = x.to(acc)
+    y = y.long()
+    valid = (y >= 0) & (y < c)
+    if f.ignore_index is not None:
+        valid &= y != int(f.ignore_index)
+    ys = torch.where(valid, y, 0)  # (N, 1, s)
+    vf = valid.to(acc)
+    wl = vf if w is None else vf * w.to(acc)  # (N, 1 or C, s)
+    p = torch.softmax(x, 1) if from_logits else x
+    wl_y = wl.expand_as(x).gather(1, ys) if wl.shape[1] != 1 else wl
+    return x, ys, valid, vf, wl, wl_y, p
+
+
+def _pixel_mc(x, ys, f):
+    """Per-pixel CE / focal loss (N, 1, s), v = 1 - p_y (as -expm1(log p_y): no cancellation), log p_y."""
+    logp = x.gather(1, ys) - torch.logsumexp(x, 1, keepdim=True)
+    v = -torch.expm1(logp)
+    if f.pixel == 1:
+        return -logp, v, logp
+    return -(v.clamp_min(_TINY) ** f.gamma) * logp, v, logp
+
+
+def _class_sum(a, wl):
+    """sum over pixels of a (N, C, s) times wl (N, 1, s) or (N, C, s) -> (N, C); a bmm when wl is shared."""
+    if wl.shape[1] == 1 and a.shape[1] != 1:
+        return torch.bmm(a, wl.transpose(1, 2)).squeeze(-1)
+    return (a * wl).sum(-1)
+
+
+def _mc_fwd(x, y, w, from_logits, f):
+    n, c = x.shape[:2]
+    x, ys, valid, vf, wl, wl_y, p = _mc_prep(x, y, w, from_logits, f)
+    idx = ys.view(n, -1)
+    zeros = torch.zeros((n, c), dtype=x.dtype, device=x.device)
+    p_y = p.gather(1, ys)
+    if f.signed or f.lw is not None:
+        # general form: every pixel as if t = 0, plus the label channel's f(t=1) - f(t=0), scattered
+        base = [zeros if a is None else a.expand_as(x).sum(-1) for a in f.sums3(p, 0.0, wl)]
+        one = f.sums3(p_y, 1.0, wl_y)
+        off = f.sums3(p_y, 0.0, wl_y)
+        out = []
+        for b, o1, o0 in zip(base, one, off):
+            fix = (o1 if o0 is None else o1 - o0) * vf
+            out.append(b.scatter_add(1, idx, fix.expand_as(p_y).reshape(n, -1)))
+    else:  # t = [y = c]: I and T live on the label channel only, P on every channel
+        wi_y = wl_y * wl_y if f.w_pow_i == 2 else wl_y
+        wp, wp_y = (wl * wl, wl_y * wl_y) if f.w_pow_pt == 2 else (wl, wl_y)
+        out = [zeros.scatter_add(1, idx, (wi_y * p_y).view(n, -1)),
+               _class_sum(p * p if f.squared else p, wp),
+               zeros.scatter_add(1, idx, wp_y.view(n, -1))]
+    l_sum = zeros
+    if f.pixel:
+        l, _, _ = _pixel_mc(x, ys, f)
+        l_sum = zeros.scatter_add(1, idx, (wl_y * l).view(n, -1))
+    out.append(l_sum)
+    out.append(zeros.scatter_add(1, idx, vf.view(n, -1)))
+    return torch.stack(out, -1)
+
+
+def _mc_bwd(x, y, w, g, from_logits, f):
+    x, ys, valid, vf, wl, wl_y, p = _mc_prep(x, y, w, from_logits, f)
+    g_i, g_p, g_l = (g[:, :, k:k + 1] for k in (0, 1, 3))  # (N, C, 1)
+    gi_y = g_i.expand(-1, -1, ys.shape[2]).gather(1, ys)
+    gp_y = g_p.expand(-1, -1, ys.shape[2]).gather(1, ys)
+    p_y = p.gather(1, ys)
+    # dLoss/dp: every channel as if t = 0, then the label channel's t = 1 term replaces it
+    a = f.dsums(p, 0.0, wl, g_i, g_p).expand_as(x).contiguous()
+    fix = f.dsums(p_y, 1.0, wl_y, gi_y, gp_y) - f.dsums(p_y, 0.0, wl_y, gi_y, gp_y)
+    a.scatter_add_(1, ys, fix * vf)
+    if from_logits:
+        dx = p * (a - (p * a).sum(1, keepdim=True))
+    else:
+        dx = a
+    if f.pixel:
+        coef = g_l.expand(-1, -1, ys.shape[2]).gather(1, ys) * wl_y
+        if f.pixel == 2:
+            _, v, logp = _pixel_mc(x, ys, f)
+            r = torch.where(v < 1e-4, -1.0 - v * (0.5 + v / 3.0), logp / v.clamp_min(1e-4))
+            coef = coef * v.clamp_min(_TINY) ** f.gamma * (1.0 - f.gamma * (1.0 - v) * r)
+        dx = dx + coef * p
+        dx = dx.scatter_add(1, ys, -coef)
+    return torch.where(valid, dx, 0.0)
+
+
+# ---- the finisher (the kernel's math, on (rows, C) tensors) ------------------------------------
+
+def _ratio_grad(num, den, total, eps):
+    """score = num / max(den, eps) (1 where total == 0, 0 where the clamped den is 0) and its
+    derivatives in num and den (0 in den where the clamp holds)."""
+    empty = total == 0
+    dc = den.clamp_min(eps)
+    ok = (dc > 0) & ~empty
+    safe = torch.where(ok, dc, 1.0)
+    s = torch.where(empty, 1.0, torch.where(ok, num / safe, 0.0))
+    ds_num = torch.where(ok, 1.0 / safe, 0.0)
+    ds_den = torch.where(ok & (den >= eps), -s / safe, 0.0)
+    return s, ds_num, ds_den
+
+
+def _loss_of(s, o):
+    """(loss, d loss / d score), as the kernel's LOSS switch."""
+    if o.score:
+        return s, torch.ones_like(s)
+    if o.log_loss:
+        cl = max(o.eps, _TINY)
+        sc = s.clamp_min(cl)
+        return -torch.log(sc), torch.where(s >= cl, -1.0 / sc, 0.0)
+    if o.gamma == 1.0:
+        return 1.0 - s, torch.full_like(s, -1.0)
+    d = 1.0 - s
+    pos = d > 0
+    ds = torch.where(pos, d, 1.0)
+    pw = ds ** o.gamma
+    return torch.where(pos, pw, 0.0), torch.where(pos, -o.gamma * pw / ds, 0.0)
+
+
+def _finish(sums, cw, pw, o):
+    """(loss, coef) from the (N, C, 5) float64 sums: see ``kernels._dice_finish_kernel``."""
+    n, c = sums.shape[:2]
+    dev = sums.device
+    f64 = torch.float64
+    pos = class_positions(o, c, dev)
+    sel = torch.ones(c, dtype=torch.bool, device=dev) if pos is None else pos >= 0
+    cwv = sel.to(f64) if cw is None else torch.where(sel, cw.to(dev, f64), 0.0)
+    cw_sum = cwv.sum()
+    softmax_focal = o.multiclass and o.pixel == "focal" and o.focal_alpha is not None and o.focal_alpha >= 0
+    ps = o.focal_alpha if softmax_focal else 1.0
+    pwv = torch.full((c,), ps, dtype=f64, device=dev) if pw is None else pw.to(dev, f64) * ps
+    pwc = pwv if o.pixel_weighs_count else torch.ones(c, dtype=f64, device=dev)
+    rows = sums if o.per_image else sums.sum(0, keepdim=True)
+    r = rows.shape[0]
+    i_s, p_s, t_s, l_s, k_s = rows.unbind(-1)
+    lam_r, lam_p = o.lambda_region, o.lambda_pixel
+    combo_rows = o.reduction == "none" and o.pixel != "none" and not o.split
+    if o.kind == "generalized":
+        if o.weight_type == "uniform":
+            finite, absent = sel.expand_as(t_s), torch.zeros_like(t_s, dtype=torch.bool)
+        else:
+            finite, absent = sel & (t_s != 0), sel & (t_s == 0)
+        safe = torch.where(finite, t_s, 1.0)
+        gw = {"square": 1.0 / (safe * safe), "simple": 1.0 / safe, "uniform": torch.ones_like(safe)}[o.weight_type]
+        gw = torch.where(finite, gw, 0.0)
+        gw = torch.where(absent, gw.amax(1, keepdim=True), gw) * cwv
+        den0 = (gw * (p_s + t_s)).sum(1)
+        s, ds_num, ds_den = _ratio_grad(2.0 * (gw * i_s).sum(1) + o.smooth_num, den0 + o.smooth_den, den0, o.eps)
+        l, dl = _loss_of(s, o)
+        mult = 1.0 / r if o.reduction == "mean" else 1.0
+        reg_rows = mult * l
+        region_none = l
+        c_i = (lam_r * mult * dl * ds_num * 2.0)[:, None] * gw
+        c_p = (lam_r * mult * dl * ds_den)[:, None] * gw
+    else:
+        if o.kind == "dice":
+            num, den, a_i, b_i, b_p = 2.0 * i_s + o.smooth_num, p_s + t_s + o.smooth_den, 2.0, 0.0, 1.0
+        elif o.kind == "jaccard":
+            num, den, a_i, b_i, b_p = i_s + o.smooth_num, p_s + t_s - i_s + o.smooth_den, 1.0, -1.0, 1.0
+        else:
+            num = i_s + o.smooth_num
+            den = i_s + o.alpha * (p_s - i_s) + o.beta * (t_s - i_s) + o.smooth_den
+            a_i, b_i, b_p = 1.0, 1.0 - o.alpha - o.beta, o.alpha
+        s, ds_num, ds_den = _ratio_grad(num, den, p_s + t_s, o.eps)
+        l, dl = _loss_of(s, o)
+        l = torch.where(sel, l, 0.0)
+        if o.reduction == "mean":
+            mult = cwv / (r * cw_sum).clamp_min(_TINY)
+        elif combo_rows:
+            mult = cwv / cw_sum.clamp_min(_TINY)
+        else:
+            mult = cwv
+        reg_rows = (mult * l).sum(1)
+        keep = list(range(c)) if o.classes is None else list(o.classes)
+        region_none = (cwv * l)[:, keep]
+        c_i = lam_r * mult * dl * (ds_num * a_i + ds_den * b_i)
+        c_p = lam_r * mult * dl * ds_den * b_p
+    pix = None
+    if o.pixel != "none":
+        lw = pwv * l_s
+        if pixel_reduction(o) == "none":
+            den_row = (pwc * k_s).sum(1).clamp_min(_TINY)
+            pix = lw.sum(1) / den_row
+            c_l = (lam_p / den_row)[:, None] * pwv
+        elif pixel_reduction(o) == "mean":
+            den_p = (pwc * sums[..., 4]).sum().clamp_min(_TINY)
+            pix = lw.sum() / den_p
+            c_l = (lam_p / den_p) * pwv.expand_as(lw)
+        else:
+            pix = lw.sum()
+            c_l = lam_p * pwv.expand_as(lw)
+    else:
+        c_l = torch.zeros_like(c_i)
+    if o.split:
+        region = reg_rows.sum().reshape(1) if o.reduction != "none" else region_none.reshape(-1)
+        loss = torch.cat([pix.reshape(1), region])
+    elif o.reduction == "none":
+        loss = lam_p * pix + lam_r * reg_rows if o.pixel != "none" else region_none
+    else:
+        loss = lam_r * reg_rows.sum() + (lam_p * pix if pix is not None else 0.0)
+    coef = torch.stack([c_i, c_p, c_l], -1).expand(n, c, NCOEF).contiguous()
+    return loss.reshape(out_shape(o, n, c)), coef
+
+
+# ---- the launcher functions of kernels.py ---------------------------------------------------------
+
+def forward(x, t, w, cw, pw, o):
+    """Same contract as ``kernels.forward``."""
+    f = _Flags(o)
+    n, c, s = x.shape
+    acc = acc_dtype(x.dtype)
+    sums = torch.zeros((n, c, 5), dtype=torch.float64, device=x.device)
+    for a, b in _chunks(n, c, s):  # partial sums per chunk, added in float64 in a fixed order
+        xs, ts = x[..., a:b], t[..., a:b]
+        ws = None if w is None else w[..., a:b]
+        if o.multiclass:
+            part = _mc_fwd(xs, ts, ws, o.from_logits, f)
+        else:
+            part = _binary_fwd(xs, ts, ws, o.from_logits, f, o.threshold is not None, o.threshold)
+        sums += part.to(torch.float64)
+    loss, coef = _finish(sums, class_vector(cw, o.class_weight_list, x.device),
+                         class_vector(pw, o.pixel_class_weight_list, x.device), o)
+    return loss.to(acc), coef.to(acc)
+
+
+def _upstream(g, coef, o, n, c, acc):
+    """g (N, C, 5) = dLoss/d(sums): the coefficients times the upstream gradient element each (n, c)
+    feeds (``ops.grad_layout``)."""
+    off_r, sr, sc, off_p, sp = grad_layout(g, o, n, c)
+    extent = 1 + sum((k - 1) * st for k, st in zip(g.shape, g.stride()))
+    flat = g.as_strided((extent,), (1,), g.storage_offset()).to(acc)
+    dev = g.device
+    pos = class_positions(o, c, dev)
+    pos = torch.arange(c, device=dev) if pos is None else pos.long()
+    img = torch.arange(n, device=dev)
+    r = img if o.per_image else torch.zeros_like(img)
+    idx = off_r + r[:, None] * sr + pos[None, :] * sc
+    g_r = torch.where(pos >= 0, flat[idx.clamp_min(0)], 0.0)
+    out = torch.zeros((n, c, 5), dtype=acc, device=dev)
+    out[..., 0] = coef[..., 0] * g_r
+    out[..., 1] = coef[..., 1] * g_r
+    if o.pixel != "none":
+        out[..., 3] = coef[..., 2] * flat[off_p + img * sp][:, None]
+    return out
+
+
+def backward(g, coef, x, t, w, cw, pw, o):
+    """Same contract as ``kernels.backward``."""
+    if o.threshold is not None:  # a thresholded prediction is piecewise constant
+        return torch.zeros_like(x)
+    f = _Flags(o)
+    n, c, s = x.shape
+    acc = acc_dtype(x.dtype)
+    gs = _upstream(g, coef.to(acc), o, n, c, acc)
+    fn = _mc_bwd if o.multiclass else _binary_bwd
+    dx = torch.empty_like(x)  # the logits' layout, as the kernels and the fake promise
+    for a, b in _chunks(n, c, s):
+        ws = None if w is None else w[..., a:b]
+        dx[..., a:b] = fn(x[..., a:b], t[..., a:b], ws, gs, o.from_logits, f)
+    return dx
