@@ -1,0 +1,44 @@
+"""The GPU launch budget, counted on the CPU (see bench/launches.py).
+
+A training step (forward + backward) of every public loss, in every mode, with
+default and non-default options, is at most 4 device launches (Lovász: plus its
+sort) and makes no host sync, on the CUDA code path (Triton launches counted in
+the interpreter, every other device op through a dispatch mode, value checks
+off as on CUDA). This is a count, not a timing: it is exact and repeatable.
+"""
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+from bench import launches  # noqa: E402
+
+CASES = {c.name: c for c in launches.cases()}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_training_step_within_budget(name):
+    case = CASES[name]
+    x, t = launches.make_inputs(case, torch.Generator().manual_seed(0))
+    step = launches.count_step(case.fn, x, t, backward=case.backward)
+    ops = step.forward.ops + step.backward.ops
+    assert step.syncs == 0, f"{step.syncs} host syncs: {ops}"
+    sorts = sum("sort" in op for op in ops)
+    assert sorts <= case.sort, f"{sorts} sorts: {ops}"
+    assert step.launches - sorts <= 4, f"{step.launches - sorts} launches besides the sort: {ops}"
+
+
+def test_counter_sees_launches_and_syncs():
+    """The counter is not blind: a plain eager BCE with an .item() shows its ops and the sync."""
+    x = torch.randn(2, 1, 4, 4)
+    t = (torch.rand_like(x) > 0.5).float()
+
+    def eager(a, b):
+        n = (b > 0.5).sum().item()  # a host sync
+        return torch.nn.functional.binary_cross_entropy_with_logits(a, b) * (n + 1)
+
+    step = launches._count_eager(eager, x, t, True)
+    assert step.syncs == 1
+    assert step.forward.launches >= 3 and step.backward.launches >= 1
