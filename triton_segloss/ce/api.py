@@ -47,7 +47,7 @@ def _class_weight(logits: Tensor, weight) -> tuple[Optional[Tensor], Optional[tu
             f"weight must have shape (C,) = ({c},) for logits {shape_str(logits)}; got weight {shape_str(weight)}"
         )
     check_same_device(logits, "logits", weight, "weight")
-    return weight.detach(), None  # read in its own dtype and stride: no copy
+    return weight, None  # read in its own dtype and stride: no copy (a gradient asked of it raises)
 
 
 def _pixel_weight(logits: Tensor, pixel_weight) -> Optional[Tensor]:
@@ -73,7 +73,7 @@ def _pixel_weight(logits: Tensor, pixel_weight) -> Optional[Tensor]:
             f"pixel_weight of shape {shape_str(pixel_weight)} does not broadcast to (N, *spatial) = {want} "
             f"of logits {shape_str(logits)}"
         ) from None
-    return w.detach().reshape(n, 1, -1)
+    return w.reshape(n, 1, -1)
 
 
 def cross_entropy(

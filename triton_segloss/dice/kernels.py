@@ -306,7 +306,11 @@ def _ratio_grad(num, den, total, eps):
     s = tl.where(empty, 1.0, tl.where(ok, num / safe, 0.0))
     ds_num = tl.where(ok, 1.0 / safe, 0.0)
     ds_den = tl.where(ok & (den >= eps), -s / safe, 0.0)
-    return s, ds_num, ds_den
+    # a NaN sum (a NaN logit) must reach the loss: the comparisons above would turn it into "empty"
+    # or "score 0" (a diverged model would show a finite Dice loss)
+    bad = num + den + total
+    nan = bad != bad
+    return tl.where(nan, bad, s), tl.where(nan, bad, ds_num), tl.where(nan, bad, ds_den)
 
 
 @triton.jit
@@ -332,7 +336,8 @@ def _loss_of(s, eps, gamma, LOSS: tl.constexpr):
     else:
         l = s
         dl = zero + 1.0
-    return l, dl
+    nan = s != s  # NaN in, NaN out (the clamps and masks above would hide it)
+    return tl.where(nan, s, l), tl.where(nan, s, dl)
 
 
 @triton.jit

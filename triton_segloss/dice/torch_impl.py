@@ -251,11 +251,19 @@ def _ratio_grad(num, den, total, eps):
     s = torch.where(empty, 1.0, torch.where(ok, num / safe, 0.0))
     ds_num = torch.where(ok, 1.0 / safe, 0.0)
     ds_den = torch.where(ok & (den >= eps), -s / safe, 0.0)
-    return s, ds_num, ds_den
+    bad = num + den + total  # a NaN sum (a NaN logit) must reach the loss, as in the kernel
+    nan = torch.isnan(bad)
+    return torch.where(nan, bad, s), torch.where(nan, bad, ds_num), torch.where(nan, bad, ds_den)
 
 
 def _loss_of(s, o):
-    """(loss, d loss / d score), as the kernel's LOSS switch."""
+    """(loss, d loss / d score), as the kernel's LOSS switch; NaN in, NaN out."""
+    l, dl = _loss_of_finite(s, o)
+    nan = torch.isnan(s)
+    return torch.where(nan, s, l), torch.where(nan, s, dl)
+
+
+def _loss_of_finite(s, o):
     if o.score:
         return s, torch.ones_like(s)
     if o.log_loss:

@@ -118,7 +118,7 @@ def _lovasz_softmax_err_kernel(
     _, n, _, s = row_tile(tl.program_id(0), n_blocks_s, 1, BLOCK_S)
     smask = s < S
     lab = tl.load(t_ptr + n * stride_tn + s * stride_ts, mask=smask, other=0).to(tl.int64)
-    valid = smask
+    valid = smask & (lab >= 0) & (lab < C)  # a label outside [0, C) (checks off) is skipped like an ignored one
     if HAS_IGNORE:
         valid = valid & (lab != ignore_index)
     x_row = x_ptr + n * stride_xn + s[None, :] * stride_xs
@@ -350,6 +350,10 @@ def _lovasz_walk_kernel(
         src = tl.load(perm_ptr + seg * P + i, mask=mask, other=0)
         fg, valid = _fg_valid(t_ptr, g + src // S, src % S, mask, cls, stride_tn, stride_ts, ig_hi, ig_lo,
                               ignore_index, HINGE, HAS_IGNORE, ACC)
+        # the errors kernel gave -inf to every pixel it left out (ignored, or a label outside [0, C)
+        # while value checks are off): they sorted last and count as neither class
+        valid = valid & (e != float("-inf"))
+        fg = fg & valid
         f = fg.to(tl.int32)
         cfi = cf + tl.cumsum(f, axis=0)
         cf += tl.sum(f, axis=0)
@@ -358,9 +362,10 @@ def _lovasz_walk_kernel(
         u_safe = tl.maximum(u, 1.0)
         g_bg = tl.where(u > 1.0, inter / tl.maximum(u - 1.0, 1.0) / u_safe, 1.0)
         lg = tl.where(fg, 1.0 / u_safe, tl.where(valid, g_bg, 0.0))
-        pos = e > 0.0
+        nan = e != e  # a NaN logit: relu(NaN) is NaN, so the loss and its gradient must be NaN too
+        pos = (e > 0.0) | nan
         acc += tl.where(pos, e, 0.0) * lg
-        d = tl.where(pos, tl.where(fg, -lg, lg), 0.0)
+        d = tl.where(nan, e, tl.where(pos, tl.where(fg, -lg, lg), 0.0))
         tl.store(d_ptr + seg * P + src, d, mask=mask)
     tl.store(part_ptr + pid, tl.sum(acc, axis=0))
     if ch == 0:

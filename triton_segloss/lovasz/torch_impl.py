@@ -166,17 +166,16 @@ def softmax_forward(x, t, o):
     # the label of each sorted element, gathered through the permutation (narrow labels,
     # ignored ones as -1), compared with its row's class
     small = torch.int16 if C < 2**15 else torch.int32
-    lab_w = lab.to(small) if valid is None else torch.where(valid, lab, -1).to(small)
+    # a label outside [0, C) (value checks off) counts as neither class, like an ignored pixel
+    known = (lab >= 0) & (lab < C)
+    lab_w = torch.where(known if valid is None else known & valid, lab, -1).to(small)
     if o.per_image:
         lab_s = lab_w.gather(1, perm.view(N, K * S)).view(g, K, p)
     else:
         lab_s = lab_w.reshape(1, p).expand(K, p).gather(1, perm).view(g, K, p)
     cd = _count_dtype(acc, p)
     fg = torch.eq(lab_s, cls.to(small).view(1, K, 1), out=torch.empty((g, K, p), dtype=cd, device=x.device))
-    if valid is None:
-        bg = torch.rsub(fg, 1.0)
-    else:
-        bg = torch.ge(lab_s, 0, out=torch.empty((g, K, p), dtype=cd, device=x.device)).sub_(fg)
+    bg = torch.ge(lab_s, 0, out=torch.empty((g, K, p), dtype=cd, device=x.device)).sub_(fg)
     value, d, gts = _walk(err, fg.view(g * K, p), bg.view(g * K, p))
     present = o.classes is None and o.only_present
     loss, coef = _finish(value.view(g, K), gts, mult, pos, KL, present, o.reduction,
