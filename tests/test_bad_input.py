@@ -181,3 +181,23 @@ def test_uint8_labels_with_a_negative_ignore_index_are_range_checked(name, ignor
     t[0, 1, 1] = bad
     with pytest.raises(ValueError, match=rf"target labels must lie in \[0, 3\).*{bad}"):
         MULTICLASS[name](x, t, ignore_index=ignore)
+
+
+PROBABILITIES = {
+    "dice_loss": lambda x, t: tsl.dice_loss(x, t, mode="multiclass", from_logits=False),
+    "jaccard_loss": lambda x, t: tsl.jaccard_loss(x, t, mode="multiclass", from_logits=False),
+    "tversky_loss": lambda x, t: tsl.tversky_loss(x, t, mode="multiclass", from_logits=False),
+    "generalized_dice_loss": lambda x, t: tsl.generalized_dice_loss(x, t, mode="multiclass", from_logits=False),
+    "lovasz_softmax": lambda x, t: tsl.lovasz_softmax(x, t, from_logits=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROBABILITIES))
+def test_from_logits_false_needs_probabilities(name):
+    # one rule for every family that takes probabilities (the Dice family used to compute silently)
+    x, t = _multiclass()
+    p = torch.softmax(x, 1)
+    PROBABILITIES[name](p, t)  # valid probabilities pass
+    p[0, 1, 2, 2] = 1.5
+    with pytest.raises(ValueError, match=r"logits must hold probabilities in \[0, 1\] when from_logits=False.*1.5"):
+        PROBABILITIES[name](p, t)

@@ -121,3 +121,15 @@ def test_tensor_options_that_require_grad_raise(backend, name):
     x = x.requires_grad_(True)
     with pytest.raises(RuntimeError, match="not differentiable with respect to argument"):
         fn(x, t).backward()
+
+
+@pytest.mark.parametrize("name,fn", [
+    ("bce_with_logits", lambda x, t: tsl.bce_with_logits(x, t, reduction="none")),
+    ("focal_loss gamma=0", lambda x, t: tsl.focal_loss(x, t, alpha=None, gamma=0.0, reduction="none")),
+])
+def test_log1p_of_a_tiny_exponential_is_not_rounded_away(backend, name, fn):
+    # x = -20, t = 0: l = log(1 + e^-20) = 2.06e-9; log(1.0 + e) in fp32 gives 0
+    x = torch.full((1, 1, 2, 2), -20.0)
+    t = torch.zeros_like(x)
+    want = torch.log1p(torch.exp(torch.tensor(-20.0, dtype=torch.float64)))
+    torch.testing.assert_close(fn(x, t).double(), want.expand(1, 1, 2, 2), rtol=1e-6, atol=0)

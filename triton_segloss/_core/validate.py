@@ -121,6 +121,24 @@ def check_binary_values(target: Tensor, ignore_index: Optional[float], name: str
         )
 
 
+def check_probabilities(p: Tensor, name: str = "logits") -> None:
+    """``from_logits=False``: the input must hold probabilities in [0, 1] (value check).
+
+    One rule for every family that takes probabilities (the Dice family, Lovász-Softmax).
+    """
+    if not check_values_now(p) or p.numel() == 0:
+        return
+    lo, hi = torch.aminmax(p)  # one pass; NaN fails the comparisons
+    if bool((lo >= 0) & (hi <= 1)):
+        return
+    bad = (p < 0) | (p > 1) | torch.isnan(p)
+    v = p[bad].flatten()[:4].tolist()
+    raise ValueError(
+        f"{name} must hold probabilities in [0, 1] when from_logits=False; found e.g. {v} "
+        f"in {name} of shape {shape_str(p)}"
+    )
+
+
 def pixel_map_ncs(logits: Tensor, w: Optional[Tensor], name: str) -> Optional[Tensor]:
     """A per-pixel map broadcastable to ``logits``, returned as an (N, C, S) (possibly stride-0) view."""
     if w is None:

@@ -1,8 +1,8 @@
 """PyTorch path of the BCE family: the same functions and contract as ``kernels.py``.
 
-The elementwise loss is torch's fused ``binary_cross_entropy_with_logits`` (one
-vectorised pass, stable for any logit); ignore masks and per-pixel weights go in
-as its ``weight``, a smoothed target as its target. The backward is the
+The elementwise loss is ``(1 - s) softplus(x) + pw s softplus(-x)`` (softplus takes
+``log1p``, so confident pixels keep their tiny losses, which torch's fused BCE rounds to
+0); ignore masks and per-pixel weights multiply it. The backward is the
 hand-derived gradient with in-place ops, so it allocates one input-sized buffer.
 """
 
@@ -36,7 +36,16 @@ def _elementwise(x, t, w, pw, o, acc, reduction):
         pw = pw.to(acc)
     elif o.pos_weight != 1.0:
         pw = torch.full((), o.pos_weight, dtype=acc, device=x.device)
-    loss = F.binary_cross_entropy_with_logits(x.to(acc), ts, weight=weight, pos_weight=pw, reduction=reduction)
+    # (1 - ts) sp(x) + pw ts sp(-x) with sp = softplus, which takes log1p: torch's fused BCE forms
+    # log(1 + e^-|x|) by cancellation and returns 0 for l = log(1 + e^-20) = 2.06e-9
+    xa = x.to(acc)
+    loss = F.softplus(xa).mul_(1.0 - ts)
+    neg = F.softplus(-xa).mul_(ts)
+    loss = loss.add_(neg if pw is None else neg.mul_(pw))
+    if weight is not None:
+        loss = loss.mul_(weight)
+    if reduction == "sum":
+        loss = loss.sum()
     return loss, valid
 
 

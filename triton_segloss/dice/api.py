@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from triton_segloss._core.validate import (
-    as_ncs, binary_target_ncs, check_binary_values, check_label_values, check_logits, check_reduction,
+    as_ncs, binary_target_ncs, check_binary_values, check_label_values, check_logits, check_probabilities, check_reduction,
     finite_float, multiclass_target_ns, pixel_map_ncs, shape_str,
 )
 
@@ -153,6 +153,8 @@ def _run(logits: Tensor, target: Tensor, *, mode: str, weight=None, ignore_index
         check_binary_values(target, ig)
     if options.get("pixel", "none") != "none" and not from_logits:
         raise ValueError("the fused pixel term (BCE / CE / focal) needs logits: from_logits must be True")
+    if not from_logits:
+        check_probabilities(logits)
     w = _weight_ncs(logits, weight)
     idx = _class_index(classes, c)
     cw, cw_list = _class_vector(class_weight, c, "class_weight", logits)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from triton_segloss._core.validate import (
-    as_ncs, binary_target_ncs, check_label_values, check_logits, check_reduction, check_values_now,
+    as_ncs, binary_target_ncs, check_label_values, check_logits, check_probabilities, check_reduction, check_values_now,
     finite_float, multiclass_target_ns, pair, shape_str,
 )
 
@@ -31,19 +31,6 @@ def _check_binary01(target: Tensor, ignore_index: Optional[float]) -> None:
         raise ValueError(
             f"target must hold 0 or 1{extra} for lovasz_hinge; found e.g. {v} in target "
             f"of shape {shape_str(target)}"
-        )
-
-
-def _check_probabilities(p: Tensor) -> None:
-    """from_logits=False: the inputs must be probabilities in [0, 1]. Value check."""
-    if not check_values_now(p) or p.numel() == 0:
-        return
-    bad = (p < 0) | (p > 1) | torch.isnan(p)
-    if bool(bad.any()):
-        v = p[bad].flatten()[:4].tolist()
-        raise ValueError(
-            f"logits must hold probabilities in [0, 1] when from_logits=False; found e.g. {v} "
-            f"in logits of shape {shape_str(p)}"
         )
 
 
@@ -183,7 +170,7 @@ def lovasz_softmax(
     ignore_index = _int_or_none(ignore_index, "ignore_index")
     check_label_values(target, c, ignore_index)
     if not from_logits:
-        _check_probabilities(logits)
+        check_probabilities(logits)
     listed, only_present = _classes_arg(classes, c)
     opts = LovaszSoftmaxOptions(classes=listed, only_present=only_present, per_image=bool(per_image),
                                 ignore_index=ignore_index, from_logits=bool(from_logits), reduction=reduction)
