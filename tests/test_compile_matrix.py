@@ -70,3 +70,31 @@ def test_compiles_without_breaks(backend, name, dynamic):
     assert dv <= 1e-5 and dg <= 1e-5, (dv, dg)
     if dynamic:
         assert graphs == 1, f"{graphs} graphs for three sizes: dynamic=True recompiled"
+
+
+def test_boundary_default_kernel_size_keeps_the_height_symbolic():
+    """kernel_size=None derives the box size from the height inside the op: new heights do not
+    recompile, and torch.export with a dynamic height runs at other heights (the table's 128 -> 11)."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    f = torch.compile(lambda x, t: tsl.boundary_bce_dice_loss(x, t), fullgraph=True, dynamic=True,
+                      backend="aot_eager")
+    for h, w in [(32, 40), (48, 36), (128, 64)]:
+        x = torch.randn(2, 1, h, w)
+        t = (torch.rand(2, 1, h, w) > 0.5).float()
+        torch.testing.assert_close(f(x, t), tsl.boundary_bce_dice_loss(x, t))
+    assert counters["stats"]["unique_graphs"] == 1
+
+    class Loss(torch.nn.Module):
+        def forward(self, x, t):
+            return tsl.boundary_bce_dice_loss(x, t)
+
+    x = torch.randn(2, 1, 32, 40)
+    t = (torch.rand_like(x) > 0.5).float()
+    h = torch.export.Dim("H", min=8, max=4096)
+    ep = torch.export.export(Loss(), (x, t), dynamic_shapes={"x": {2: h}, "t": {2: h}})
+    x2 = torch.randn(2, 1, 128, 40)
+    t2 = (torch.rand_like(x2) > 0.5).float()
+    torch.testing.assert_close(ep.module()(x2, t2), tsl.boundary_bce_dice_loss(x2, t2))

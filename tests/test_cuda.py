@@ -114,3 +114,21 @@ def test_profiler_kernel_count_within_budget(name):
     names = [e.name for e in kernels]
     sort_kernels = sum(("sort" in n.lower() or "radix" in n.lower() or "cub" in n.lower()) for n in names)
     assert len(names) - sort_kernels <= 4, names
+
+
+@pytest.mark.parametrize("name", ["bce_with_logits", "dice_loss multiclass", "cross_entropy", "focal_loss binary",
+                                  "lovasz_hinge", "boundary_bce_dice_loss"])
+def test_compile_reduce_overhead(name):
+    # mode="reduce-overhead" records CUDA graphs: it needs a step with no host sync and no
+    # pageable copies, and must give the eager values
+    case = CASES[name]
+    x, t = _inputs(case)
+    torch._dynamo.reset()
+    f = torch.compile(case.fn, mode="reduce-overhead", fullgraph=True)
+    with tsl.use_backend("triton"):
+        for _ in range(3):
+            got, g = _step(f, x, t, case.backward)
+        want, gwant = _step(case.fn, x, t, case.backward)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    if case.backward:
+        torch.testing.assert_close(g, gwant, rtol=1e-5, atol=1e-6)
