@@ -5,7 +5,7 @@ non-default options). Each loss is compiled once per (backend, dynamic) and call
 on three inputs of different batch and spatial sizes: values and gradients equal
 eager, ``fullgraph=True`` makes a graph break an error, and with ``dynamic=True``
 the new sizes must not recompile. ``python -m bench.compile_matrix`` prints the
-same matrix as a table.
+same matrix as a table (graphs per case and the largest difference to eager).
 """
 
 import os
@@ -15,52 +15,11 @@ import torch
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 from bench import launches  # noqa: E402
+from bench.compile_matrix import run_matrix  # noqa: E402
 
 import triton_segloss as tsl  # noqa: E402
 
 CASES = {c.name: c for c in launches.cases()}
-
-
-def shapes(shape):
-    """Three sizes: batch and every spatial dim change (never square, so no duck-sizing guard)."""
-    n, c, *sp = shape
-    return [(n, c, *[s + 2 * i for i, s in enumerate(sp)]),
-            (n + 1, c, *[s + 3 + 2 * i for i, s in enumerate(sp)]),
-            (n + 2, c, *[s + 5 + i for i, s in enumerate(sp)])]
-
-
-def _rel(a, b) -> float:
-    """Largest difference relative to the eager values' scale."""
-    a, b = a.double(), b.double()
-    return float((a - b).abs().max() / (1.0 + b.abs().max()))
-
-
-def run_matrix(case, backend: str, dynamic: bool):
-    """(frame compiles, max |value diff|, max |grad diff|) over the three sizes."""
-    from torch._dynamo.utils import counters
-
-    torch._dynamo.reset()
-    counters.clear()
-    gen = torch.Generator().manual_seed(0)
-    compiled = torch.compile(case.fn, fullgraph=True, dynamic=dynamic, backend="aot_eager")
-    dv = dg = 0.0
-    with tsl.use_backend(backend):
-        for shape in shapes(case.shape):
-            c = launches.Case(case.name, case.fn, shape, case.target)
-            x, t = launches.make_inputs(c, gen)
-            outs = []
-            for fn in (compiled, case.fn):
-                xx = x.detach().clone().requires_grad_(case.backward)
-                out = fn(xx, t)
-                g = None
-                if case.backward:
-                    (g,) = torch.autograd.grad(out.sum(), xx)
-                outs.append((out.detach(), g))
-            (a, ga), (b, gb) = outs
-            dv = max(dv, _rel(a, b))
-            if case.backward:
-                dg = max(dg, _rel(ga, gb))
-    return counters["stats"]["unique_graphs"], dv, dg
 
 
 @pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
