@@ -65,3 +65,15 @@ def bitwise_deterministic(fn, logits, *args, runs=3, **kwargs):
     for _ in range(runs - 1):
         again = value_and_grad(fn, logits, *args, **kwargs)
         assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+
+
+def sparse_mapping(path, numel: int) -> torch.Tensor:
+    """A float32 tensor of ``numel`` elements memory-mapped from a sparse file at ``path``.
+
+    Offsets past 2^31 elements without the RAM or disk: the file is truncated to its size, so
+    only the pages a test writes exist. The caller deletes the file.
+    """
+    with open(path, "wb") as f:
+        f.truncate(numel * 4)
+    return torch.from_file(str(path), shared=True, size=numel, dtype=torch.float32)
+

@@ -8,7 +8,7 @@ import triton_segloss as tsl
 from triton_segloss import recipes
 from triton_segloss.boundary.ops import BoundaryBCEDiceOptions, WeightMapOptions, boundary_bce_dice, \
     default_kernel_size, weight_map
-from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, upstream_not_one, \
+from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, sparse_mapping, upstream_not_one, \
     value_and_grad
 from reference import boundary as ref
 
@@ -236,20 +236,11 @@ def sparse_storage(tmp_path_factory):
     """2^31 + 2^16 float32 elements of a sparse memory-mapped file (8 GiB of address space)."""
     path = tmp_path_factory.mktemp("far") / "sparse.bin"
     numel = 2 * _FAR + 2**16
-    with open(path, "wb") as f:
-        f.truncate(numel * 4)
-    big = torch.from_file(str(path), shared=True, size=numel, dtype=torch.float32)
+    big = sparse_mapping(path, numel)
     yield big
     del big
     path.unlink()
 
-
-@pytest.fixture
-def in_place_interpreter(monkeypatch):
-    """The interpreter copies every argument's storage back after a launch: 8 GiB here; skip it."""
-    from triton.runtime import interpreter
-
-    monkeypatch.setattr(interpreter.GridExecutor, "_restore_args_dev", lambda self, *a, **k: None)
 
 
 def _far(big, shape, strides, offset, values):

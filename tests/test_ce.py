@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import triton_segloss as tsl
-from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, upstream_not_one, \
+from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, sparse_mapping, upstream_not_one, \
     value_and_grad
 from reference import ce as ref
 from triton_segloss.ce.ops import CEOptions, ce as ce_op
@@ -434,20 +434,11 @@ SPARSE_NUMEL = 70 * CHUNK_STRIDE + 2**16  # > 2 * CLASS_STRIDE + 2**16 too
 def sparse_storage(tmp_path_factory):
     """A sparse memory-mapped float32 file of ~2.35e9 elements (9 GiB of address space, a few pages of disk)."""
     path = tmp_path_factory.mktemp("big_ce") / "sparse.bin"
-    with open(path, "wb") as f:
-        f.truncate(SPARSE_NUMEL * 4)
-    big = torch.from_file(str(path), shared=True, size=SPARSE_NUMEL, dtype=torch.float32)
+    big = sparse_mapping(path, SPARSE_NUMEL)
     yield big
     del big
     os.unlink(path)
 
-
-@pytest.fixture
-def in_place_interpreter(monkeypatch):
-    """The interpreter copies every argument's storage back after a launch: all 8 GiB here; skip it."""
-    from triton.runtime import interpreter
-
-    monkeypatch.setattr(interpreter.GridExecutor, "_restore_args_dev", lambda self, *a, **k: None)
 
 
 def _far_and_near(fn, x, t, **kw):

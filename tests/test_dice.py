@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import triton_segloss as tsl
-from checks import (bitwise_deterministic, compare_to_reference, compiled_matches_eager, upstream_not_one,
+from checks import (bitwise_deterministic, compare_to_reference, compiled_matches_eager, sparse_mapping, upstream_not_one,
                     value_and_grad)
 from reference import dice as ref
 from triton_segloss.dice import bce_dice_terms
@@ -456,21 +456,11 @@ def sparse_classes(tmp_path_factory):
     pytest.importorskip("triton")
     path = tmp_path_factory.mktemp("big") / "classes.bin"
     numel = 2 * CLASS_STRIDE + 2**16
-    with open(path, "wb") as f:
-        f.truncate(numel * 4)
-    big = torch.from_file(str(path), shared=True, size=numel, dtype=torch.float32)
+    big = sparse_mapping(path, numel)
     yield big
     del big
     path.unlink()
 
-
-@pytest.fixture
-def in_place_interpreter(monkeypatch):
-    """Triton's interpreter copies every argument's storage back after a launch (a no-op for CPU
-    tensors, run in place); over the 8 GiB mapping that copy is skipped for the test."""
-    from triton.runtime import interpreter
-
-    monkeypatch.setattr(interpreter.GridExecutor, "_restore_args_dev", lambda self, *a, **k: None)
 
 
 def _far_classes(big, s, offset=0):

@@ -5,10 +5,9 @@ import torch
 import torch.nn.functional as F
 
 import triton_segloss as tsl
-from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, upstream_not_one, value_and_grad
+from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, sparse_mapping, upstream_not_one, value_and_grad
 from reference import focal as ref
 from tolerances import assert_grad, assert_value
-from triton.runtime import interpreter
 from triton_segloss.focal.ops import SigmoidFocalOptions, SoftmaxFocalOptions, focal_sigmoid, focal_softmax
 
 
@@ -354,21 +353,13 @@ def class_stride_view(tmp_path_factory):
     s = 37
     path = tmp_path_factory.mktemp("classes") / "sparse.bin"
     numel = 2 * CLASS_STRIDE + 4096
-    with open(path, "wb") as f:
-        f.truncate(numel * 4)
-    big = torch.from_file(str(path), shared=True, size=numel, dtype=torch.float32)
+    big = sparse_mapping(path, numel)
     x = big.as_strided((1, 3, s), (3 * CLASS_STRIDE, CLASS_STRIDE, 1))
     x.copy_(torch.randn(1, 3, s, generator=torch.Generator().manual_seed(3)) * 3)
     yield x
     del x, big
     os.unlink(path)
 
-
-@pytest.fixture
-def in_place_interpreter(monkeypatch):
-    # the interpreter copies every argument's storage back onto itself after a launch (a no-op for CPU
-    # tensors, run in place); that copy would touch all 4 GiB
-    monkeypatch.setattr(interpreter.GridExecutor, "_restore_args_dev", lambda self, *a, **k: None)
 
 
 FAR_CASES = [

@@ -20,7 +20,7 @@ import torch
 import triton_segloss as tsl
 
 pytest.importorskip("triton")
-from triton.runtime import interpreter  # noqa: E402
+from checks import sparse_mapping  # noqa: E402
 
 BATCH_STRIDE = 2**30
 NUMEL = 2 * BATCH_STRIDE + 2**16
@@ -29,17 +29,11 @@ NUMEL = 2 * BATCH_STRIDE + 2**16
 @pytest.fixture(scope="module")
 def sparse_storage(tmp_path_factory):
     path = tmp_path_factory.mktemp("big") / "sparse.bin"
-    with open(path, "wb") as f:
-        f.truncate(NUMEL * 4)
-    big = torch.from_file(str(path), shared=True, size=NUMEL, dtype=torch.float32)
+    big = sparse_mapping(path, NUMEL)
     yield big
     del big
     os.unlink(path)
 
-
-@pytest.fixture
-def in_place_interpreter(monkeypatch):
-    monkeypatch.setattr(interpreter.GridExecutor, "_restore_args_dev", lambda self, *a, **k: None)
 
 
 def _far_view(big, c, s):

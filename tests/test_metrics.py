@@ -11,6 +11,7 @@ import triton_segloss as tsl
 from triton_segloss import metrics
 from reference import metrics as ref
 from triton_segloss.confusion.ops import ConfusionOptions, confusion as confusion_op
+from checks import sparse_mapping  # noqa: E402
 
 
 def _np_confusion(pred, target, C, ignore_index=None):
@@ -307,20 +308,11 @@ SPARSE_NUMEL = 70 * CHUNK_STRIDE + 2**16  # > 2 * CLASS_STRIDE + 2**16 too
 def sparse_storage(tmp_path_factory):
     """A sparse memory-mapped float32 file of ~2.35e9 elements (9 GiB of address space, a few pages of disk)."""
     path = tmp_path_factory.mktemp("big_cm") / "sparse.bin"
-    with open(path, "wb") as f:
-        f.truncate(SPARSE_NUMEL * 4)
-    big = torch.from_file(str(path), shared=True, size=SPARSE_NUMEL, dtype=torch.float32)
+    big = sparse_mapping(path, SPARSE_NUMEL)
     yield big
     del big
     os.unlink(path)
 
-
-@pytest.fixture
-def in_place_interpreter(monkeypatch):
-    """The interpreter copies every argument's storage back after a launch: all 9 GiB here; skip it."""
-    from triton.runtime import interpreter
-
-    monkeypatch.setattr(interpreter.GridExecutor, "_restore_args_dev", lambda self, *a, **k: None)
 
 
 @pytest.mark.parametrize("C,stride", [(3, CLASS_STRIDE), (70, CHUNK_STRIDE)], ids=["private", "atomic-2-chunks"])

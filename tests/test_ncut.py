@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import triton_segloss as tsl
-from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, value_and_grad
+from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, sparse_mapping, value_and_grad
 from reference import ncut as ref
 
 
@@ -188,20 +188,11 @@ def sparse_storage(tmp_path_factory):
     """2^31 + 2^17 float32 elements of a sparse file (8 GiB of address space, a few pages of disk)."""
     path = tmp_path_factory.mktemp("big") / "sparse.bin"
     numel = 2 * CLASS_STRIDE + 2**17
-    with open(path, "wb") as f:
-        f.truncate(numel * 4)
-    big = torch.from_file(str(path), shared=True, size=numel, dtype=torch.float32)
+    big = sparse_mapping(path, numel)
     yield big
     del big
     os.unlink(path)
 
-
-@pytest.fixture
-def in_place_interpreter(monkeypatch):
-    # the interpreter copies every argument's storage back after a launch: 8 GiB here, so skip that no-op copy
-    from triton.runtime import interpreter
-
-    monkeypatch.setattr(interpreter.GridExecutor, "_restore_args_dev", lambda self, *a, **k: None)
 
 
 @pytest.mark.parametrize("spatial_gaussian", [False, True], ids=["running", "spatial"])
