@@ -15,6 +15,7 @@ import torch
 os.environ.setdefault("TRITON_INTERPRET", "1")
 from bench import launches  # noqa: E402
 from bench.traffic import no_value_checks  # noqa: E402
+from test_bad_input import MULTICLASS  # noqa: E402  (the multiclass losses of the bad-input table)
 
 import triton_segloss as tsl  # noqa: E402
 
@@ -31,23 +32,6 @@ def test_a_nan_logit_gives_a_nan_loss(backend, name):
     with no_value_checks():  # ncut's probabilities are checked on CPU; NaN must still surface
         loss = case.fn(x, t)
     assert torch.isnan(loss).any(), f"{name}: {loss}"
-
-
-def _mc(fn):
-    return lambda x, t, **kw: fn(x, t, mode="multiclass", **kw)
-
-
-MULTICLASS = {
-    "dice_loss": _mc(tsl.dice_loss),
-    "jaccard_loss": _mc(tsl.jaccard_loss),
-    "tversky_loss": _mc(tsl.tversky_loss),
-    "generalized_dice_loss": _mc(tsl.generalized_dice_loss),
-    "dice_focal_loss": _mc(tsl.dice_focal_loss),
-    "focal_loss": _mc(tsl.focal_loss),
-    "lovasz_softmax": tsl.lovasz_softmax,
-    "cross_entropy": tsl.cross_entropy,
-    "ce_dice_loss": tsl.ce_dice_loss,
-}
 
 
 def _step(fn, x, t, **kw):
