@@ -253,11 +253,12 @@ def test_gradcheck_fp64(backend):
     assert torch.autograd.gradcheck(lambda a: tsl.jaccard_loss(a, t[:1, :, :2, :2], mode="multilabel"), (small,))
 
 
-def _op_args(multiclass, n=2, c=3, s=20, weight=None, class_weight=None, pixel_class_weight=None, **over):
+def _op_args(multiclass, n=2, c=3, s=20, weight=None, class_weight=None, pixel_class_weight=None, pos_weight=None,
+             **over):
     """(tensors, options) of one ``dice`` op call on (N, C, S) views, as the public functions make them."""
     x = torch.randn(n, c, s)
     t = torch.randint(0, c, (n, 1, s)) if multiclass else (torch.rand(n, c, s) < 0.5).float()
-    return (x, t, weight, class_weight, pixel_class_weight), DiceOptions(multiclass=multiclass, **over)
+    return (x, t, weight, class_weight, pixel_class_weight, pos_weight), DiceOptions(multiclass=multiclass, **over)
 
 
 def test_opcheck(backend):
@@ -274,6 +275,12 @@ def test_opcheck(backend):
         _op_args(False, c=1, pixel="xent", w_pow_i=2, w_pow_pt=2, per_image=True, split=True, eps=0.0,
                  smooth_num=2.0, smooth_den=1.0),
         _op_args(False, kind="tversky", alpha=0.3, beta=0.7, gamma=1.5, classes=(1,), reduction="none"),
+        # the options for smp / MONAI users: per-channel pos_weight and smoothing in BCE, MCC, micro, zero_absent
+        _op_args(False, pixel="xent", pos_weight=torch.tensor([1.0, 2.0, 0.5]), label_smoothing=0.1,
+                 zero_absent=True, normalize_class_weight=False, class_weight_list=(1.0, 2.0, 3.0)),
+        _op_args(True, kind="mcc", eps=1e-5, micro=True, per_image=True, reduction="none"),
+        _op_args(True, pixel="sfocal", focal_alpha=0.25, focal_gamma=2.0, kind="jaccard", micro=True,
+                 zero_absent=True),
     ]
     for tensors, opts in cases:
         tensors[0].requires_grad_(True)

@@ -49,11 +49,11 @@ from triton_segloss._core.validate import (
     finite_float, multiclass_target_ns, pixel_map_ncs, shape_str,
 )
 
-from .ops import DiceOptions, dice
+from .ops import DiceOptions, device_table, dice
 
 __all__ = [
     "dice_loss", "jaccard_loss", "tversky_loss", "generalized_dice_loss",
-    "bce_dice_loss", "ce_dice_loss", "dice_focal_loss",
+    "bce_dice_loss", "ce_dice_loss", "dice_focal_loss", "mcc_loss",
 ]
 
 MODES = ("binary", "multiclass", "multilabel")
@@ -138,7 +138,7 @@ def _smooth_eps(smooth, eps) -> tuple[float, float]:
 
 def _run(logits: Tensor, target: Tensor, *, mode: str, weight=None, ignore_index=None, from_logits=True,
          classes=None, class_weight: ClassWeight = None, pixel_class_weight: ClassWeight = None,
-         pixel_class_weight_name: str = "ce_weight", **options) -> Tensor:
+         pixel_class_weight_name: str = "ce_weight", pos_weight=None, **options) -> Tensor:
     """Checks the inputs, builds the options and runs the op: the loss in its layout (``ops.out_shape``)."""
     check_logits(logits)
     _check_mode(mode, logits)
@@ -159,17 +159,52 @@ def _run(logits: Tensor, target: Tensor, *, mode: str, weight=None, ignore_index
     idx = _class_index(classes, c)
     cw, cw_list = _class_vector(class_weight, c, "class_weight", logits)
     pw, pw_list = _class_vector(pixel_class_weight, c, pixel_class_weight_name, logits)
+    pb, pb_value = _pos_weight(pos_weight, c, logits)
     opts = DiceOptions(multiclass=multiclass, from_logits=bool(from_logits), ignore_index=ig, classes=idx,
-                       class_weight_list=cw_list, pixel_class_weight_list=pw_list, **options)
-    loss, _ = dice(as_ncs(logits, n, c), t, w, cw, pw, opts)
+                       class_weight_list=cw_list, pixel_class_weight_list=pw_list, pos_weight_value=pb_value, **options)
+    loss, _ = dice(as_ncs(logits, n, c), t, w, cw, pw, pb, opts)
     return loss
 
 
-def _region(kind, logits, target, *, mode, smooth, eps, reduction, **kw) -> Tensor:
+def _pos_weight(pos_weight, c: int, logits: Tensor) -> tuple[Optional[Tensor], float]:
+    """BCE's pos_weight: a number (an option) or a length-C vector (a tensor read in place; a
+    sequence is cached on the device once per value)."""
+    if pos_weight is None:
+        return None, 1.0
+    if not isinstance(pos_weight, (Tensor, list, tuple)):
+        return None, finite_float(pos_weight, "pos_weight")
+    if isinstance(pos_weight, Tensor) and pos_weight.dim() == 0:
+        raise TypeError("pos_weight must be a number or a length-C vector; pass a 0-d tensor as float(pos_weight)")
+    t, values = _class_vector(pos_weight, c, "pos_weight", logits)
+    return (t if t is not None else device_table(values, logits.device, torch.float64)), 1.0
+
+
+def _lambdas(**lambdas) -> dict:
+    out = {k: finite_float(v, k) for k, v in lambdas.items()}
+    bad = {k: v for k, v in out.items() if v < 0}
+    if bad:
+        raise ValueError(f"the lambdas must be >= 0, got {bad}")
+    return out
+
+
+def _region(kind, logits, target, *, mode, smooth, eps, reduction, smooth_dr=None, zero_absent=False,
+            average="macro", normalize_class_weight=True, **kw) -> Tensor:
     check_reduction(reduction)
     smooth, eps = _smooth_eps(smooth, eps)
-    return _run(logits, target, mode=mode, kind=kind, smooth_num=smooth, smooth_den=smooth, eps=eps,
-                reduction=reduction, **kw)
+    if smooth_dr is None:
+        sd = smooth
+    else:
+        sd = finite_float(smooth_dr, "smooth_dr")
+        if sd < 0:
+            raise ValueError(f"smooth_dr must be >= 0 (or None: the same as smooth), got {smooth_dr}")
+    if average not in ("macro", "micro"):
+        raise ValueError(f"average must be 'macro' or 'micro', got {average!r}")
+    if kind == "generalized" and (zero_absent or average != "macro"):
+        raise ValueError("generalized_dice_loss pools the classes with its own weights: zero_absent and "
+                         "average='micro' do not apply")
+    return _run(logits, target, mode=mode, kind=kind, smooth_num=smooth, smooth_den=sd, eps=eps,
+                reduction=reduction, zero_absent=bool(zero_absent), micro=average == "micro",
+                normalize_class_weight=bool(normalize_class_weight), **kw)
 
 
 # ---- the region losses -------------------------------------------------------------------------
@@ -190,6 +225,10 @@ def dice_loss(
     from_logits: bool = True,
     log_loss: bool = False,
     reduction: str = "mean",
+    smooth_dr: Optional[float] = None,
+    zero_absent: bool = False,
+    average: str = "macro",
+    normalize_class_weight: bool = True,
 ) -> Tensor:
     """Soft Dice loss ``1 - (2 I + smooth) / max(P + T + smooth, eps)`` per (image, class).
 
@@ -222,7 +261,8 @@ def dice_loss(
     return _region("dice", logits, target, mode=mode, smooth=smooth, eps=eps, squared=bool(squared),
                    per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
                    ignore_index=ignore_index, from_logits=from_logits, log_loss=bool(log_loss),
-                   reduction=reduction)
+                   reduction=reduction, smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
+                   normalize_class_weight=normalize_class_weight)
 
 
 def jaccard_loss(
@@ -241,6 +281,10 @@ def jaccard_loss(
     from_logits: bool = True,
     log_loss: bool = False,
     reduction: str = "mean",
+    smooth_dr: Optional[float] = None,
+    zero_absent: bool = False,
+    average: str = "macro",
+    normalize_class_weight: bool = True,
 ) -> Tensor:
     """Soft Jaccard (IoU) loss ``1 - (I + smooth) / max(P + T - I + smooth, eps)``.
 
@@ -250,7 +294,8 @@ def jaccard_loss(
     return _region("jaccard", logits, target, mode=mode, smooth=smooth, eps=eps, squared=bool(squared),
                    per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
                    ignore_index=ignore_index, from_logits=from_logits, log_loss=bool(log_loss),
-                   reduction=reduction)
+                   reduction=reduction, smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
+                   normalize_class_weight=normalize_class_weight)
 
 
 def tversky_loss(
@@ -272,6 +317,10 @@ def tversky_loss(
     from_logits: bool = True,
     log_loss: bool = False,
     reduction: str = "mean",
+    smooth_dr: Optional[float] = None,
+    zero_absent: bool = False,
+    average: str = "macro",
+    normalize_class_weight: bool = True,
 ) -> Tensor:
     """Tversky loss ``(1 - TI)^gamma`` (focal Tversky for gamma != 1) with
 
@@ -291,7 +340,8 @@ def tversky_loss(
     return _region("tversky", logits, target, mode=mode, smooth=smooth, eps=eps, squared=bool(squared),
                    per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
                    ignore_index=ignore_index, from_logits=from_logits, log_loss=bool(log_loss),
-                   reduction=reduction, alpha=alpha, beta=beta, gamma=gamma)
+                   reduction=reduction, alpha=alpha, beta=beta, gamma=gamma, smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
+                   normalize_class_weight=normalize_class_weight)
 
 
 def generalized_dice_loss(
@@ -311,6 +361,7 @@ def generalized_dice_loss(
     log_loss: bool = False,
     reduction: str = "mean",
     weight_type: str = "square",
+    smooth_dr: Optional[float] = None,
 ) -> Tensor:
     """Generalized Dice (Sudre et al. 2017; MONAI's ``GeneralizedDiceLoss``), one value per row:
 
@@ -329,7 +380,7 @@ def generalized_dice_loss(
     return _region("generalized", logits, target, mode=mode, smooth=smooth, eps=eps, squared=bool(squared),
                    per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
                    ignore_index=ignore_index, from_logits=from_logits, log_loss=bool(log_loss),
-                   reduction=reduction, weight_type=weight_type)
+                   reduction=reduction, weight_type=weight_type, smooth_dr=smooth_dr)
 
 
 # ---- fused combos ------------------------------------------------------------------------------
@@ -338,7 +389,7 @@ def _check_combo(reduction: str, per_image: bool, lambdas: dict) -> dict:
     check_reduction(reduction)
     if reduction == "none" and not per_image:
         raise ValueError("reduction='none' of a combined loss returns one value per image and needs per_image=True")
-    return {k: finite_float(v, k) for k, v in lambdas.items()}
+    return _lambdas(**lambdas)
 
 
 def bce_dice_loss(
@@ -358,6 +409,12 @@ def bce_dice_loss(
     ignore_index: Optional[float] = None,
     log_loss: bool = False,
     reduction: str = "mean",
+    smooth_dr: Optional[float] = None,
+    zero_absent: bool = False,
+    average: str = "macro",
+    normalize_class_weight: bool = True,
+    pos_weight: Union[float, Sequence[float], Tensor, None] = None,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     """``lambda_bce * BCE + lambda_dice * Dice`` from one read of the logits per pass (albu's BCEDice).
 
@@ -366,8 +423,14 @@ def bce_dice_loss(
     summed (``"sum"``). Dice is :func:`dice_loss` with the same arguments (``classes`` and
     ``class_weight`` apply to the Dice term only). ``mode``: ``"binary"`` or ``"multilabel"``.
     ``reduction="none"`` (needs ``per_image=True``) returns ``(N,)``: each image's mean BCE
-    plus its class-averaged Dice.
+    plus its class-averaged Dice. ``pos_weight`` (a number or a length-C vector, one per
+    channel) and ``label_smoothing`` (targets pulled to ``t (1 - ls) + ls / 2``) act on the BCE
+    term only, as in :func:`bce_with_logits`:
+    ``l = pos_weight s log(1 + e^-x) + (1 - s) log(1 + e^x)``. The lambdas must be >= 0.
     """
+    label_smoothing = finite_float(label_smoothing, "label_smoothing")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
     lam = _check_combo(reduction, per_image, {"lambda_bce": lambda_bce, "lambda_dice": lambda_dice})
     if mode not in ("binary", "multilabel"):
         raise ValueError(f"bce_dice_loss needs mode 'binary' or 'multilabel', got {mode!r}; "
@@ -375,7 +438,9 @@ def bce_dice_loss(
     return _region("dice", logits, target, mode=mode, smooth=smooth, eps=eps, squared=bool(squared),
                    per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
                    ignore_index=ignore_index, log_loss=bool(log_loss), reduction=reduction, pixel="xent",
-                   lambda_pixel=lam["lambda_bce"], lambda_region=lam["lambda_dice"])
+                   lambda_pixel=lam["lambda_bce"], lambda_region=lam["lambda_dice"], pos_weight=pos_weight,
+                   label_smoothing=label_smoothing, smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
+                   normalize_class_weight=normalize_class_weight)
 
 
 def ce_dice_loss(
@@ -395,6 +460,10 @@ def ce_dice_loss(
     ignore_index: Optional[int] = None,
     log_loss: bool = False,
     reduction: str = "mean",
+    smooth_dr: Optional[float] = None,
+    zero_absent: bool = False,
+    average: str = "macro",
+    normalize_class_weight: bool = True,
 ) -> Tensor:
     """``lambda_ce * CE + lambda_dice * Dice`` for integer labels; one softmax serves both terms.
 
@@ -409,7 +478,8 @@ def ce_dice_loss(
                    per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
                    ignore_index=ignore_index, log_loss=bool(log_loss), reduction=reduction, pixel="xent",
                    pixel_class_weight=ce_weight, pixel_weighs_count=True, lambda_pixel=lam["lambda_ce"],
-                   lambda_region=lam["lambda_dice"])
+                   lambda_region=lam["lambda_dice"], smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
+                   normalize_class_weight=normalize_class_weight)
 
 
 def dice_focal_loss(
@@ -431,6 +501,11 @@ def dice_focal_loss(
     ignore_index: Optional[float] = None,
     log_loss: bool = False,
     reduction: str = "mean",
+    smooth_dr: Optional[float] = None,
+    zero_absent: bool = False,
+    average: str = "macro",
+    normalize_class_weight: bool = True,
+    focal_use_softmax: bool = True,
 ) -> Tensor:
     """``lambda_dice * Dice + lambda_focal * Focal`` from one read of the logits per pass (MONAI's DiceFocal).
 
@@ -441,6 +516,10 @@ def dice_focal_loss(
     The focal term is weighted by ``weight`` and averaged over non-ignored elements
     (``"mean"``; MONAI's softmax focal also divides by C) or summed. Dice: :func:`dice_loss`
     with the same arguments. ``reduction="none"`` (needs ``per_image=True``) returns ``(N,)``.
+    ``focal_use_softmax=False`` (multiclass): the focal term is torchvision's sigmoid focal loss
+    of every channel against the one-hot channels of the labels (``alpha`` a number or None),
+    ``"mean"`` over non-ignored pixels x C, as MONAI's ``DiceFocalLoss(use_softmax=False)``;
+    the Dice term keeps the softmax. The lambdas must be >= 0.
     """
     lam = _check_combo(reduction, per_image, {"lambda_dice": lambda_dice, "lambda_focal": lambda_focal})
     gamma = finite_float(gamma, "gamma")
@@ -448,7 +527,12 @@ def dice_focal_loss(
         raise ValueError(f"gamma must be >= 0, got {gamma}")
     class_alpha = None
     scalar_alpha = None
-    if mode == "multiclass":
+    sfocal = mode == "multiclass" and not focal_use_softmax
+    if sfocal:
+        if isinstance(alpha, (Tensor, list, tuple)):
+            raise TypeError("alpha must be a number or None with focal_use_softmax=False")
+        scalar_alpha = None if alpha is None else finite_float(alpha, "alpha")
+    elif mode == "multiclass":
         if alpha is not None and not isinstance(alpha, (Tensor, list, tuple)):
             a = finite_float(alpha, "alpha")
             scalar_alpha = None if a < 0 else a  # the same alpha for every class: a scale of the term
@@ -460,10 +544,48 @@ def dice_focal_loss(
         scalar_alpha = finite_float(alpha, "alpha")
     return _region("dice", logits, target, mode=mode, smooth=smooth, eps=eps, squared=bool(squared),
                    per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
-                   ignore_index=ignore_index, log_loss=bool(log_loss), reduction=reduction, pixel="focal",
+                   ignore_index=ignore_index, log_loss=bool(log_loss), reduction=reduction, pixel="sfocal" if sfocal else "focal",
                    focal_alpha=scalar_alpha, focal_gamma=gamma, pixel_class_weight=class_alpha,
                    pixel_class_weight_name="alpha", lambda_pixel=lam["lambda_focal"],
-                   lambda_region=lam["lambda_dice"])
+                   lambda_region=lam["lambda_dice"], smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
+                   normalize_class_weight=normalize_class_weight)
+
+
+def mcc_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    mode: str = "binary",
+    eps: float = 1e-5,
+    per_image: bool = False,
+    class_weight: ClassWeight = None,
+    classes: Optional[Sequence[int]] = None,
+    ignore_index: Optional[float] = None,
+    from_logits: bool = True,
+    zero_absent: bool = False,
+    average: str = "macro",
+    normalize_class_weight: bool = True,
+    reduction: str = "mean",
+) -> Tensor:
+    """Matthews correlation loss ``1 - MCC`` of the soft confusion counts (smp's ``MCCLoss``)::
+
+        TP = I + eps,  FP = P - I + eps,  FN = T - I + eps,  TN = n - P - T + I + eps
+        MCC = (TP TN - FP FN) / sqrt((TP + FP)(TP + FN)(TN + FP)(TN + FN))
+
+    per (row, class) from the same sums as :func:`dice_loss` (n: the valid pixels of the row).
+    smp's ``MCCLoss`` is ``mcc_loss(probs, target, from_logits=False)`` in binary mode with the
+    batch pooled (smp takes probabilities). A class's MCC is 0 (loss 1, zero gradient) where the
+    product under the root is 0 (possible only with ``eps=0``). There is no empty-class rule
+    (with eps > 0 an empty class has a finite MCC); ``zero_absent`` sets the loss of classes
+    absent from the target to 0. Other arguments as in :func:`dice_loss`.
+    """
+    eps = finite_float(eps, "eps")
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    return _region("mcc", logits, target, mode=mode, smooth=0.0, eps=eps, per_image=bool(per_image),
+                   class_weight=class_weight, classes=classes, ignore_index=ignore_index, from_logits=from_logits,
+                   reduction=reduction, zero_absent=zero_absent, average=average,
+                   normalize_class_weight=normalize_class_weight)
 
 
 # ---- internal interface for seed 001's boundary-weighted BCE + Dice ----------------------------

@@ -34,9 +34,9 @@ from triton_segloss._core.jit import block_for, device_guard, row_tile, scalar, 
 from triton_segloss._core.validate import acc_dtype
 
 from .ops import KINDS, NCOEF, NSUMS, TINY, WEIGHT_TYPES, class_positions, class_vector, grad_layout, kept, \
-    out_shape, pixel_reduction
+    out_shape, pixel_reduction, pixel_scale
 
-PIXEL_CODES = {"none": 0, "xent": 1, "focal": 2}
+PIXEL_CODES = {"none": 0, "xent": 1, "focal": 2, "sfocal": 3}
 REDUCTION_CODES = {"mean": 0, "sum": 1, "none": 2}
 NSUMS_ = tl.constexpr(NSUMS)
 NCOEF_ = tl.constexpr(NCOEF)
@@ -129,6 +129,43 @@ def _softmax_pixel(x_ptr, y_ptr, w_ptr, n, cls, s, cmask, smask, C, stride_xn, s
 
 
 @triton.jit
+def _bce_target(t, c, pb_ptr, stride_pb, pb_hi, pb_lo, ls_hi, ls_lo, HAS_POS_W: tl.constexpr, ACC: tl.constexpr):
+    """(s, pw): the smoothed BCE target t (1 - ls) + ls / 2 and the positive weight of channel c."""
+    ls = scalar(ls_hi, ls_lo, ACC)
+    if HAS_POS_W:
+        pb = tl.load(pb_ptr + c * stride_pb).to(ACC)
+    else:
+        pb = scalar(pb_hi, pb_lo, ACC)
+    return t * (1.0 - ls) + 0.5 * ls, pb
+
+
+@triton.jit
+def _sigmoid_focal(ce, t, p, pn, fa_hi, fa_lo, fg_hi, fg_lo, FOCAL_ALPHA: tl.constexpr, ACC: tl.constexpr):
+    """torchvision's sigmoid focal term alpha_t ce d^gamma, d = 1 - p_t = t (1 - p) + (1 - t) p."""
+    d = t * pn + (1.0 - t) * p
+    l = ce * tl.exp(scalar(fg_hi, fg_lo, ACC) * tl.log(tl.maximum(d, 1e-30)))
+    if FOCAL_ALPHA:
+        a = scalar(fa_hi, fa_lo, ACC)
+        l = l * ((1.0 - a) + (2.0 * a - 1.0) * t)
+    return l
+
+
+@triton.jit
+def _sigmoid_focal_grad(x, t, p, pn, fa_hi, fa_lo, fg_hi, fg_lo, FOCAL_ALPHA: tl.constexpr, ACC: tl.constexpr):
+    """d/dx of :func:`_sigmoid_focal`: alpha_t [(p - t) d^g + ce g d^g (1 - 2t) p (1 - p) / d]."""
+    ce = softplus(x) - x * t
+    d = t * pn + (1.0 - t) * p
+    dc = tl.maximum(d, 1e-30)
+    gamma = scalar(fg_hi, fg_lo, ACC)
+    mod = tl.exp(gamma * tl.log(dc))
+    term = (p - t) * mod + ce * gamma * mod * (1.0 - 2.0 * t) * (p * pn / dc)
+    if FOCAL_ALPHA:
+        al = scalar(fa_hi, fa_lo, ACC)
+        term = term * ((1.0 - al) + (2.0 * al - 1.0) * t)
+    return term
+
+
+@triton.jit
 def _signed(p, t, SIGNED: tl.constexpr):
     if SIGNED:
         return 2.0 * p - 1.0, 2.0 * t - 1.0
@@ -143,8 +180,10 @@ def _dice_sigmoid_fwd_kernel(
     x_ptr,  # logits (probabilities if not FROM_LOGITS), (N, C, S) strided
     t_ptr,  # target mask in [0, 1] (or ignore_index), (N, C, S) strided, its own dtype
     w_ptr,  # per-pixel weight, (N, C, S) strided (often stride 0); read only if HAS_WEIGHT
+    pb_ptr,  # BCE pos_weight per channel (C,), strided; read only if HAS_POS_W
     part_ptr,  # partials out, contiguous (n_blocks_s, 5, N * C) in ACC
     C, S, NC,
+    stride_pb,
     n_blocks_s,  # programs per (n, c) row
     stride_xn, stride_xc, stride_xs,
     stride_tn, stride_tc, stride_ts,
@@ -154,15 +193,19 @@ def _dice_sigmoid_fwd_kernel(
     fa_hi, fa_lo,  # focal alpha (fp32 pair), if FOCAL_ALPHA
     fg_hi, fg_lo,  # focal gamma (fp32 pair)
     th_hi, th_lo,  # HARD threshold (fp32 pair)
+    pb_hi, pb_lo,  # BCE pos_weight, one for every channel (if not HAS_POS_W)
+    ls_hi, ls_lo,  # BCE label smoothing
     FROM_LOGITS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr, LABEL_WEIGHT: tl.constexpr,
     SIGNED: tl.constexpr, SQUARED: tl.constexpr, W_POW_I: tl.constexpr, W_POW_PT: tl.constexpr,
-    PIXEL: tl.constexpr, FOCAL_ALPHA: tl.constexpr, HARD: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr,
+    PIXEL: tl.constexpr, FOCAL_ALPHA: tl.constexpr, HARD: tl.constexpr, HAS_POS_W: tl.constexpr,
+    ACC: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """Sigmoid per channel; one program sums BLOCK pixels of one (n, c) row into the five sums.
 
     p = 1 / (1 + e^-x); with sp(x) = log(1 + e^x) = max(x, 0) + log(1 + e^-|x|) (no overflow,
     no cancellation) the pixel terms are
-        PIXEL 1 (BCE):    l = sp(x) - x t
+        PIXEL 1 (BCE):    l = pw s sp(-x) + (1 - s) sp(x) = (1 + (pw - 1) s) sp(x) - pw s x,
+                          s = t (1 - ls) + ls / 2 (label smoothing), pw the positive weight
         PIXEL 2 (focal):  l = alpha_t (sp(x) - x t) d^gamma,  d = 1 - p_t = t (1 - p) + (1 - t) p,
                           alpha_t = alpha t + (1 - alpha)(1 - t) (1 if not FOCAL_ALPHA; torchvision's)
     HARD (a metric): p -> [p > threshold].
@@ -187,17 +230,12 @@ def _dice_sigmoid_fwd_kernel(
     if PIXEL == 0:
         l_sum = tl.full([], 0.0, ACC)
     else:
-        ce = softplus(x) - x * t
         if PIXEL == 1:
-            l_sum = tl.sum(wl * ce, axis=0)
+            sm, pb = _bce_target(t, c, pb_ptr, stride_pb, pb_hi, pb_lo, ls_hi, ls_lo, HAS_POS_W, ACC)
+            l_sum = tl.sum(wl * ((1.0 + (pb - 1.0) * sm) * softplus(x) - pb * sm * x), axis=0)
         else:
-            d = t * pn + (1.0 - t) * p
-            mod = tl.exp(scalar(fg_hi, fg_lo, ACC) * tl.log(tl.maximum(d, 1e-30)))
-            l = ce * mod
-            if FOCAL_ALPHA:
-                a = scalar(fa_hi, fa_lo, ACC)
-                l = l * ((1.0 - a) + (2.0 * a - 1.0) * t)
-            l_sum = tl.sum(wl * l, axis=0)
+            ce = softplus(x) - x * t
+            l_sum = tl.sum(wl * _sigmoid_focal(ce, t, p, pn, fa_hi, fa_lo, fg_hi, fg_lo, FOCAL_ALPHA, ACC), axis=0)
     out = part_ptr + (pid % n_blocks_s) * NSUMS_ * NC + row
     tl.store(out, i_sum)
     tl.store(out + NC, p_sum)
@@ -221,9 +259,10 @@ def _dice_softmax_fwd_kernel(
     ignore_index,  # the ignored label (if HAS_IGNORE)
     lw0_hi, lw0_lo, lw1_hi, lw1_lo,  # label weight at t = 0 and at t = 1 (fp32 pairs)
     fg_hi, fg_lo,  # focal gamma (fp32 pair)
+    fa_hi, fa_lo,  # sigmoid focal alpha (PIXEL 3, if FOCAL_ALPHA)
     FROM_LOGITS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr, LABEL_WEIGHT: tl.constexpr,
     SIGNED: tl.constexpr, SQUARED: tl.constexpr, W_POW_I: tl.constexpr, W_POW_PT: tl.constexpr,
-    PIXEL: tl.constexpr, ACC: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+    PIXEL: tl.constexpr, FOCAL_ALPHA: tl.constexpr, ACC: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """Softmax over C in registers; one program sums a (C_PAD, BLOCK) tile of one image.
 
@@ -231,7 +270,8 @@ def _dice_softmax_fwd_kernel(
     (no cancellation):
         PIXEL 1 (CE):     l = -log p_y
         PIXEL 2 (focal):  l = -v^gamma log p_y
-    The pixel term lands in the label's class, L[c] = sum_{y_s = c} w[y_s, s] l_s, so the
+        PIXEL 3 (sigmoid focal per channel, t_c = [y = c]): l_c = alpha_t ce(x_c, t_c) d_c^gamma, in class c
+    The pixel term (PIXEL 1, 2) lands in the label's class, L[c] = sum_{y_s = c} w[y_s, s] l_s, so the
     per-class weights (CE ``weight``, focal ``alpha``) apply in the finisher.
     """
     pid = tl.program_id(0).to(tl.int64)
@@ -255,6 +295,12 @@ def _dice_softmax_fwd_kernel(
         t_sum = tl.sum(wp * u, axis=1)
     if PIXEL == 0:
         l_sum = tl.zeros([C_PAD], dtype=ACC)
+    elif PIXEL == 3:
+        e1 = tl.exp(-tl.abs(x))
+        sp = tl.where(x >= 0, 1.0, e1) / (1.0 + e1)
+        sn = tl.where(x >= 0, e1, 1.0) / (1.0 + e1)
+        lf = _sigmoid_focal(softplus(x) - x * t, t, sp, sn, fa_hi, fa_lo, fg_hi, fg_lo, FOCAL_ALPHA, ACC)
+        l_sum = tl.sum(wl * lf, axis=1)
     else:
         w_y = tl.sum(tl.where(hit, wl, 0.0), axis=0)
         logp = tl.sum(tl.where(hit, x, 0.0), axis=0) - mx - tl.log(z)
@@ -341,6 +387,56 @@ def _loss_of(s, eps, gamma, LOSS: tl.constexpr):
 
 
 @triton.jit
+def _score(i, p, t, nv, sn, sd, eps, ta, tb, KIND: tl.constexpr):
+    """(score, d score / d I, d score / d P) of KIND 0-2 (ratios, see the finisher) or 4 (MCC):
+
+        TP = I + eps, FP = P - I + eps, FN = T - I + eps, TN = n - P - T + I + eps   (smp's MCCLoss)
+        mcc = (TP TN - FP FN) / sqrt((TP + FP)(TP + FN)(TN + FP)(TN + FN))
+        d mcc / dI = (TP + TN + FP + FN) / D,
+        d mcc / dP = -(TP + FN) / D - mcc / 2 (1 / (TP + FP) - 1 / (TN + FN))
+    (the product under the root depends on P only: TP + FP = P + 2 eps, TN + FN = n - P + 2 eps);
+    mcc = 0 with zero gradient where the product is 0."""
+    if KIND == 4:
+        tp = i + eps
+        fp = p - i + eps
+        fn = t - i + eps
+        tn = nv - p - t + i + eps
+        a = tp + fp
+        dd = tn + fn
+        prod = a * (tp + fn) * (tn + fp) * dd
+        ok = prod > 0
+        den = tl.sqrt(tl.where(ok, prod, 1.0))
+        sc = tl.where(ok, (tp * tn - fp * fn) / den, 0.0)
+        ds_i = tl.where(ok, (tp + tn + fp + fn) / den, 0.0)
+        ds_p = tl.where(ok, -(tp + fn) / den - 0.5 * sc * (1.0 / tl.where(ok, a, 1.0) - 1.0 / tl.where(ok, dd, 1.0)),
+                        0.0)
+        bad = i + p + t
+        nan = bad != bad
+        return tl.where(nan, bad, sc), tl.where(nan, bad, ds_i), tl.where(nan, bad, ds_p)
+    else:
+        if KIND == 0:
+            num = 2.0 * i + sn
+            den = p + t + sd
+            a_i = 2.0
+            b_i = 0.0
+            b_p = 1.0
+        elif KIND == 1:
+            num = i + sn
+            den = p + t - i + sd
+            a_i = 1.0
+            b_i = -1.0
+            b_p = 1.0
+        else:
+            num = i + sn
+            den = i + ta * (p - i) + tb * (t - i) + sd
+            a_i = 1.0
+            b_i = 1.0 - ta - tb
+            b_p = ta
+        sc, ds_num, ds_den = _ratio_grad(num, den, p + t, eps)
+        return sc, ds_num * a_i + ds_den * b_i, ds_den * b_p
+
+
+@triton.jit
 def _dice_finish_kernel(
     part_ptr,  # per-program partials, contiguous (n_blocks, 5, N, C) in ACC
     cw_ptr,  # class weights (C,), any real dtype, strided; read only if HAS_CW
@@ -360,6 +456,7 @@ def _dice_finish_kernel(
     KIND: tl.constexpr, LOSS: tl.constexpr, WEIGHT_TYPE: tl.constexpr, PER_IMAGE: tl.constexpr,
     REDUCTION: tl.constexpr, PIXEL: tl.constexpr, PIX_REDUCTION: tl.constexpr, PW_COUNT: tl.constexpr,
     SPLIT: tl.constexpr, HAS_CW: tl.constexpr, HAS_PW: tl.constexpr, HAS_CLASSES: tl.constexpr,
+    ZERO_ABSENT: tl.constexpr, MICRO: tl.constexpr, NORM_CW: tl.constexpr, MC_COUNT: tl.constexpr,
     ACC: tl.constexpr, C_PAD: tl.constexpr,
 ):
     """One program. Rows r are images (PER_IMAGE) or the batch pooled; I, P, T, L, n of a row are the
@@ -368,12 +465,16 @@ def _dice_finish_kernel(
         KIND 0 dice:     score = (2 I + sn) / max(P + T + sd, eps)
         KIND 1 jaccard:  score = (I + sn) / max(P + T - I + sd, eps)
         KIND 2 tversky:  score = (I + sn) / max(I + a (P - I) + b (T - I) + sd, eps)
+        KIND 4 mcc:      Matthews correlation of the soft counts (see _score); n = valid pixels
+                         (MC_COUNT: every class's count, the row's valid pixels)
         score = 1 where P + T == 0 (an empty class: loss 0, zero gradient), 0 where the clamped den is 0
+        ZERO_ABSENT: loss 0 and zero gradient where T == 0.
+        MICRO: I, P, T, n are first pooled over the kept classes, sum_c cw_c X_c: one score per row.
         loss = 1 - score | (1 - score)^gamma | -log(max(score, eps)) | score         (LOSS 0..3)
     KIND 3 (generalized, one score per row): g_c = cw_c / T_c^2 (1 / T_c, 1), an absent class taking
     the row's largest finite weight (MONAI); score = (2 sum g I + sn) / max(sum g (P + T) + sd, eps).
     Region reduction over rows x kept classes with class weights cw: none: cw l; sum: sum cw l;
-    mean: sum cw l / (R sum cw). Pixel term (PIXEL): sum pw L over (n, c) divided by sum pwc n
+    mean: sum cw l / (R sum cw) (NORM_CW; else / (R KC)). Pixel term (PIXEL): sum pw L over (n, c) divided by sum pwc n
     (mean; pwc = pw if PW_COUNT else 1), summed, or per image (none). Output:
     lambda_p pixel + lambda_r region, per image for none; SPLIT: [pixel, region...].
 
@@ -474,43 +575,57 @@ def _dice_finish_kernel(
                 if SPLIT or not PIXEL:
                     tl.store(out_ptr + OFF + r, l.to(ACC))
         else:
-            if KIND == 0:
-                num = 2.0 * i_s + sn
-                den = p_s + t_s + sd
-                a_i = 2.0
-                b_i = 0.0
-                b_p = 1.0
-            elif KIND == 1:
-                num = i_s + sn
-                den = p_s + t_s - i_s + sd
-                a_i = 1.0
-                b_i = -1.0
-                b_p = 1.0
+            ta = scalar(ta_hi, ta_lo, tl.float64)
+            tb = scalar(tb_hi, tb_lo, tl.float64)
+            if MC_COUNT:
+                nv = tl.sum(k_s, axis=0) + k_s * 0.0
             else:
-                ta = scalar(ta_hi, ta_lo, tl.float64)
-                tb = scalar(tb_hi, tb_lo, tl.float64)
-                num = i_s + sn
-                den = i_s + ta * (p_s - i_s) + tb * (t_s - i_s) + sd
-                a_i = 1.0
-                b_i = 1.0 - ta - tb
-                b_p = ta
-            s, ds_num, ds_den = _ratio_grad(num, den, p_s + t_s, eps)
-            l, dl = _loss_of(s, eps, scalar(tg_hi, tg_lo, tl.float64), LOSS)
-            l = tl.where(sel, l, 0.0)
-            if REDUCTION == 0:
-                mult = cw / tl.maximum(rows_f * cw_sum, TINY_)
-            elif REDUCTION == 1:
-                mult = cw
+                nv = k_s
+            if MICRO:
+                s, ds_i, ds_p = _score(tl.sum(cw * i_s, axis=0), tl.sum(cw * p_s, axis=0), tl.sum(cw * t_s, axis=0),
+                                       tl.sum(cw * nv, axis=0), sn, sd, eps, ta, tb, KIND)
+                l, dl = _loss_of(s, eps, scalar(tg_hi, tg_lo, tl.float64), LOSS)
+                if ZERO_ABSENT:
+                    absent = tl.sum(cw * t_s, axis=0) == 0
+                    l = tl.where(absent, 0.0, l)
+                    dl = tl.where(absent, 0.0, dl)
+                if REDUCTION == 0:
+                    mult = 1.0 / rows_f
+                else:
+                    mult = rows_f * 0.0 + 1.0
+                reg_row = l
+                reg_acc += mult * l
+                c_i = (lam_r * mult * dl * ds_i) * cw
+                c_p = (lam_r * mult * dl * ds_p) * cw
+                if REDUCTION == 2:
+                    if SPLIT or not PIXEL:
+                        tl.store(out_ptr + OFF + r, l.to(ACC))
             else:
-                if SPLIT or not PIXEL:
+                s, ds_i, ds_p = _score(i_s, p_s, t_s, nv, sn, sd, eps, ta, tb, KIND)
+                l, dl = _loss_of(s, eps, scalar(tg_hi, tg_lo, tl.float64), LOSS)
+                if ZERO_ABSENT:
+                    absent = t_s == 0
+                    l = tl.where(absent, 0.0, l)
+                    dl = tl.where(absent, 0.0, dl)
+                l = tl.where(sel, l, 0.0)
+                if NORM_CW:
+                    cdiv = cw_sum
+                else:
+                    cdiv = tl.full([], 0.0, tl.float64) + KC
+                if REDUCTION == 0:
+                    mult = cw / tl.maximum(rows_f * cdiv, TINY_)
+                elif REDUCTION == 1:
                     mult = cw
-                    tl.store(out_ptr + OFF + r * KC + pos, (cw * l).to(ACC), mask=sel)
-                else:  # a combo per image: the row's class average
-                    mult = cw / tl.maximum(cw_sum, TINY_)
-            reg_row = tl.sum(mult * l, axis=0)
-            reg_acc += reg_row
-            c_i = lam_r * mult * dl * (ds_num * a_i + ds_den * b_i)
-            c_p = lam_r * mult * dl * ds_den * b_p
+                else:
+                    if SPLIT or not PIXEL:
+                        mult = cw
+                        tl.store(out_ptr + OFF + r * KC + pos, (cw * l).to(ACC), mask=sel)
+                    else:  # a combo per image: the row's class average
+                        mult = cw / tl.maximum(cdiv, TINY_)
+                reg_row = tl.sum(mult * l, axis=0)
+                reg_acc += reg_row
+                c_i = lam_r * mult * dl * ds_i
+                c_p = lam_r * mult * dl * ds_p
 
         # ---- pixel term
         if PIXEL:
@@ -555,9 +670,11 @@ def _dice_sigmoid_bwd_kernel(
     coef_ptr,  # (N, C, 3) ACC from the finisher: dLoss/dI, dLoss/dP, dLoss/dL per unit upstream gradient
     g_ptr,  # upstream gradient of the loss, any layout (read at grad_layout's offsets)
     pos_ptr,  # int32 (C,) class places (if HAS_CLASSES)
+    pb_ptr,  # BCE pos_weight per channel (C,), strided (if HAS_POS_W)
     dx_ptr,  # gradient out, (N, C, S) strided, logits' dtype
     C, S,
     n_blocks_s,
+    stride_pb,
     stride_xn, stride_xc, stride_xs,
     stride_tn, stride_tc, stride_ts,
     stride_wn, stride_wc, stride_ws,
@@ -565,16 +682,17 @@ def _dice_sigmoid_bwd_kernel(
     g_off_r, g_stride_r, g_stride_c,  # region element of (n, c): g[g_off_r + r g_stride_r + pos(c) g_stride_c]
     g_off_p, g_stride_p,  # pixel element of (n, c): g[g_off_p + n g_stride_p]
     ig_hi, ig_lo, lw0_hi, lw0_lo, lw1_hi, lw1_lo, fa_hi, fa_lo, fg_hi, fg_lo,  # as in forward
+    pb_hi, pb_lo, ls_hi, ls_lo,  # as in forward
     FROM_LOGITS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr, LABEL_WEIGHT: tl.constexpr,
     SIGNED: tl.constexpr, SQUARED: tl.constexpr, W_POW_I: tl.constexpr, W_POW_PT: tl.constexpr,
     PIXEL: tl.constexpr, FOCAL_ALPHA: tl.constexpr, PER_IMAGE: tl.constexpr, HAS_CLASSES: tl.constexpr,
-    ACC: tl.constexpr, BLOCK: tl.constexpr,
+    HAS_POS_W: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """With gI, gP, gL = coef[n, c] times the upstream gradient they feed, and m = dq/dp (2 if SIGNED):
 
         a   = dLoss/dp = m (gI wi u + gP wp (SQUARED ? 2 q : 1))
         dx  = a p (1 - p)                                               (FROM_LOGITS; else dx = a)
-            + gL wl (p - t)                                             (PIXEL 1: dBCE/dx)
+            + gL wl ((1 + (pw - 1) s) p - pw s)                          (PIXEL 1: dBCE/dx, s smoothed)
             + gL wl alpha_t [(p - t) d^g + ce g d^g (1 - 2t) p (1 - p) / d]   (PIXEL 2)
     where p (1 - p) / d <= 1 (d is a convex combination of p and 1 - p): nothing overflows.
     Ignored pixels get dx = 0.
@@ -611,18 +729,10 @@ def _dice_sigmoid_bwd_kernel(
     if PIXEL != 0:
         g_l = tl.load(coef_ptr + row * NCOEF_ + 2).to(ACC) * tl.load(g_ptr + g_off_p + n * g_stride_p).to(ACC)
         if PIXEL == 1:
-            dx += g_l * wl * (p - t)
+            sm, pb = _bce_target(t, c, pb_ptr, stride_pb, pb_hi, pb_lo, ls_hi, ls_lo, HAS_POS_W, ACC)
+            dx += g_l * wl * ((1.0 + (pb - 1.0) * sm) * p - pb * sm)
         else:
-            ce = softplus(x) - x * t
-            d = t * pn + (1.0 - t) * p
-            dc = tl.maximum(d, 1e-30)
-            gamma = scalar(fg_hi, fg_lo, ACC)
-            mod = tl.exp(gamma * tl.log(dc))
-            term = (p - t) * mod + ce * gamma * mod * (1.0 - 2.0 * t) * (p * pn / dc)
-            if FOCAL_ALPHA:
-                al = scalar(fa_hi, fa_lo, ACC)
-                term = term * ((1.0 - al) + (2.0 * al - 1.0) * t)
-            dx += g_l * wl * term
+            dx += g_l * wl * _sigmoid_focal_grad(x, t, p, pn, fa_hi, fa_lo, fg_hi, fg_lo, FOCAL_ALPHA, ACC)
     dx = tl.where(valid, dx, 0.0)
     tl.store(dx_ptr + n * stride_dn + c * stride_dc + s * stride_ds, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
@@ -644,10 +754,10 @@ def _dice_softmax_bwd_kernel(
     stride_dn, stride_dc, stride_ds,
     g_off_r, g_stride_r, g_stride_c,  # as in the sigmoid backward
     g_off_p, g_stride_p,
-    ignore_index, lw0_hi, lw0_lo, lw1_hi, lw1_lo, fg_hi, fg_lo,  # as in forward
+    ignore_index, lw0_hi, lw0_lo, lw1_hi, lw1_lo, fg_hi, fg_lo, fa_hi, fa_lo,  # as in forward
     FROM_LOGITS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr, LABEL_WEIGHT: tl.constexpr,
     SIGNED: tl.constexpr, SQUARED: tl.constexpr, W_POW_I: tl.constexpr, W_POW_PT: tl.constexpr,
-    PIXEL: tl.constexpr, PER_IMAGE: tl.constexpr, HAS_CLASSES: tl.constexpr,
+    PIXEL: tl.constexpr, FOCAL_ALPHA: tl.constexpr, PER_IMAGE: tl.constexpr, HAS_CLASSES: tl.constexpr,
     ACC: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """Per pixel, with a_c = dLoss/dp_c = m (gI_c wi_c u_c + gP_c wp_c (SQUARED ? 2 q_c : 1)):
@@ -655,6 +765,7 @@ def _dice_softmax_bwd_kernel(
         dx_j = p_j (a_j - sum_c p_c a_c)                      (softmax chain rule; a_j if not FROM_LOGITS)
              + gL_y w_y (p_j - [j = y])                       (PIXEL 1: dCE/dx_j)
              + gL_y w_y v^g (1 - g p_y r) (p_j - [j = y])     (PIXEL 2)
+             + gL_j w_j d(sigmoid focal)(x_j, [j = y]) / dx_j (PIXEL 3)
     with gI, gP, gL = coef[n, c] times the upstream gradient they feed, v = 1 - p_y and
     r = log(p_y) / v, taken from its series -1 - v/2 - v^2/3 when v < 1e-4 (r -> -1 as
     v -> 0: finite for every gamma >= 0). Ignored (and out-of-range) pixels get dx = 0.
@@ -694,7 +805,13 @@ def _dice_softmax_bwd_kernel(
         dx = p * (a - tl.sum(p * a, axis=0)[None, :])
     else:
         dx = a
-    if PIXEL != 0:
+    if PIXEL == 3:
+        g_l = tl.load(c_ptr + 2, mask=cmask, other=0.0).to(ACC) * tl.load(g_ptr + g_off_p + n * g_stride_p).to(ACC)
+        e1 = tl.exp(-tl.abs(x))
+        sp = tl.where(x >= 0, 1.0, e1) / (1.0 + e1)
+        sn = tl.where(x >= 0, e1, 1.0) / (1.0 + e1)
+        dx += g_l[:, None] * wl * _sigmoid_focal_grad(x, t, sp, sn, fa_hi, fa_lo, fg_hi, fg_lo, FOCAL_ALPHA, ACC)
+    elif PIXEL != 0:
         g_l = tl.load(c_ptr + 2, mask=cmask, other=0.0).to(ACC) * tl.load(g_ptr + g_off_p + n * g_stride_p).to(ACC)
         coef = tl.sum(tl.where(hit, g_l[:, None] * wl, 0.0), axis=0)  # gL_y * w_y
         if PIXEL == 2:
@@ -739,10 +856,13 @@ def _pixel_args(o):
                  LABEL_WEIGHT=o.label_weight is not None, SIGNED=o.signed, SQUARED=o.squared, W_POW_I=o.w_pow_i,
                  W_POW_PT=o.w_pow_pt, PIXEL=PIXEL_CODES[o.pixel])
     if o.multiclass:
+        alpha_on = alpha_on and o.pixel == "sfocal"  # softmax focal: alpha is a scale, in the finisher
         scal["ignore_index"] = 0 if o.ignore_index is None else int(o.ignore_index)
+        scal.update(_pairs(fa=o.focal_alpha if alpha_on else 0.0))
     else:
-        scal.update(_pairs(ig=o.ignore_index, fa=o.focal_alpha if alpha_on else 0.0))
-        flags["FOCAL_ALPHA"] = alpha_on
+        scal.update(_pairs(ig=o.ignore_index, fa=o.focal_alpha if alpha_on else 0.0, pb=o.pos_weight_value,
+                           ls=o.label_smoothing))
+    flags["FOCAL_ALPHA"] = alpha_on
     return scal, flags
 
 
@@ -766,10 +886,11 @@ def _xs(x, w):
     return d
 
 
-def forward(x, t, w, cw, pw, o):
+def forward(x, t, w, cw, pw, pb, o):
     """(loss, coef): the loss in its layout (``ops.out_shape``) and the finisher's (N, C, 3)
     coefficient table, both in the accumulation dtype. x: (N, C, S) logits; t: (N, C, S) mask
-    or (N, 1, S) labels (multiclass); w: (N, C, S) weight or None; cw, pw: (C,) tensors or None."""
+    or (N, 1, S) labels (multiclass); w: (N, C, S) weight or None; cw, pw, pb (BCE pos_weight):
+    (C,) tensors or None."""
     N, C, S = x.shape
     acc = acc_dtype(x.dtype)
     scal, flags = _pixel_args(o)
@@ -787,7 +908,8 @@ def forward(x, t, w, cw, pw, o):
             part = torch.empty((n_blocks_s, NSUMS, N, C), device=x.device, dtype=acc)
             th = split_f64(o.threshold)  # (0, 0) when soft
             _dice_sigmoid_fwd_kernel[(programs,)](
-                x_ptr=x, t_ptr=t, w_ptr=w, part_ptr=part, C=C, S=S, NC=N * C, n_blocks_s=n_blocks_s,
+                x_ptr=x, t_ptr=t, w_ptr=w, pb_ptr=pb, part_ptr=part, C=C, S=S, NC=N * C, n_blocks_s=n_blocks_s,
+                stride_pb=0 if pb is None else pb.stride(0), HAS_POS_W=pb is not None,
                 **dict(zip(("stride_tn", "stride_tc", "stride_ts"), t.stride())), **strides, **scal,
                 th_hi=th[0], th_lo=th[1], **flags, HAS_WEIGHT=w is not None, HARD=o.threshold is not None, ACC=tl_acc(x.dtype),
                 BLOCK=BLOCK, num_warps=num_warps)
@@ -801,7 +923,6 @@ def _finish(part, N, C, n_blocks, cw, pw, o, device, acc):
     cw = class_vector(cw, o.class_weight_list, device)
     pw = class_vector(pw, o.pixel_class_weight_list, device)
     pos = class_positions(o, C, device)
-    softmax_focal = o.multiclass and o.pixel == "focal" and o.focal_alpha is not None and o.focal_alpha >= 0
     red = REDUCTION_CODES[o.reduction]
     loss_fn = 3 if o.score else 2 if o.log_loss else 1 if o.gamma != 1.0 else 0
     _dice_finish_kernel[(1,)](
@@ -809,16 +930,17 @@ def _finish(part, N, C, n_blocks, cw, pw, o, device, acc):
         n_blocks=n_blocks, KC=kept(o, C), stride_cw=0 if cw is None else cw.stride(0),
         stride_pw=0 if pw is None else pw.stride(0),
         **_pairs(sn=o.smooth_num, sd=o.smooth_den, eps=o.eps, ta=o.alpha, tb=o.beta, tg=o.gamma, lr=o.lambda_region,
-                 lp=o.lambda_pixel, ps=o.focal_alpha if softmax_focal else 1.0),
+                 lp=o.lambda_pixel, ps=pixel_scale(o, C)),
         KIND=KINDS.index(o.kind), LOSS=loss_fn, WEIGHT_TYPE=WEIGHT_TYPES.index(o.weight_type),
         PER_IMAGE=o.per_image, REDUCTION=red, PIXEL=o.pixel != "none",
         PIX_REDUCTION=REDUCTION_CODES[pixel_reduction(o)], PW_COUNT=o.pixel_weighs_count, SPLIT=o.split,
-        HAS_CW=cw is not None, HAS_PW=pw is not None, HAS_CLASSES=pos is not None, ACC=tl_acc(acc),
+        HAS_CW=cw is not None, HAS_PW=pw is not None, HAS_CLASSES=pos is not None, ZERO_ABSENT=o.zero_absent,
+        MICRO=o.micro, NORM_CW=o.normalize_class_weight, MC_COUNT=o.multiclass, ACC=tl_acc(acc),
         C_PAD=triton.next_power_of_2(C))
     return loss, coef
 
 
-def backward(g, coef, x, t, w, cw, pw, o):
+def backward(g, coef, x, t, w, cw, pw, pb, o):
     """dLoss/dx with the logits' dtype and layout; ``g``: the upstream gradient of the loss."""
     N, C, S = x.shape
     dx = torch.empty_like(x)
@@ -841,8 +963,8 @@ def backward(g, coef, x, t, w, cw, pw, o):
         else:
             programs, n_blocks_s, BLOCK, num_warps = _sigmoid_grid(x)
             _dice_sigmoid_bwd_kernel[(programs,)](
-                x_ptr=x, t_ptr=t, w_ptr=w, C=C, S=S, n_blocks_s=n_blocks_s,
-                **dict(zip(("stride_tn", "stride_tc", "stride_ts"), t.stride())), **common, BLOCK=BLOCK,
+                x_ptr=x, t_ptr=t, w_ptr=w, pb_ptr=pb, C=C, S=S, n_blocks_s=n_blocks_s,
+                stride_pb=0 if pb is None else pb.stride(0), HAS_POS_W=pb is not None, **dict(zip(("stride_tn", "stride_tc", "stride_ts"), t.stride())), **common, BLOCK=BLOCK,
                 num_warps=num_warps)
     return dx
 
@@ -851,36 +973,42 @@ def backward(g, coef, x, t, w, cw, pw, o):
 
 def _aot_variants():
     specs = []
-    pix_pairs = ("lw0_hi", "lw0_lo", "lw1_hi", "lw1_lo", "fg_hi", "fg_lo")
-    sig_pairs = pix_pairs + ("ig_hi", "ig_lo", "fa_hi", "fa_lo")
+    pix_pairs = ("lw0_hi", "lw0_lo", "lw1_hi", "lw1_lo", "fg_hi", "fg_lo", "fa_hi", "fa_lo")
+    sig_pairs = pix_pairs + ("ig_hi", "ig_lo", "pb_hi", "pb_lo", "ls_hi", "ls_lo")
     fin_pairs = tuple(f"{k}_{h}" for k in ("sn", "sd", "eps", "ta", "tb", "tg", "lr", "lp", "ps") for h in ("hi", "lo"))
     f32 = lambda names: {k: "fp32" for k in names}  # noqa: E731
     for dt, acc in (("fp32", tl.float32), ("bf16", tl.float32), ("fp16", tl.float32), ("fp64", tl.float64)):
         accty = "*fp64" if acc == tl.float64 else "*fp32"
         flags = dict(FROM_LOGITS=True, HAS_WEIGHT=True, HAS_IGNORE=True, LABEL_WEIGHT=True, SIGNED=True,
                      SQUARED=True, W_POW_I=2, W_POW_PT=1, ACC=acc)
-        specs.append(aot_spec(_dice_sigmoid_fwd_kernel, dict(flags, PIXEL=2, FOCAL_ALPHA=True, HARD=True, BLOCK=1024),
+        specs.append(aot_spec(_dice_sigmoid_fwd_kernel, dict(flags, PIXEL=2, FOCAL_ALPHA=True, HARD=True,
+                                                             HAS_POS_W=False, BLOCK=1024),
                               x_ptr=f"*{dt}", t_ptr="*u8", part_ptr=accty, **f32(sig_pairs + ("th_hi", "th_lo"))))
         specs.append(aot_spec(_dice_sigmoid_bwd_kernel,
-                              dict(flags, PIXEL=2, FOCAL_ALPHA=True, PER_IMAGE=True, HAS_CLASSES=True, BLOCK=1024),
+                              dict(flags, PIXEL=2, FOCAL_ALPHA=True, PER_IMAGE=True, HAS_CLASSES=True,
+                                   HAS_POS_W=False, BLOCK=1024),
                               x_ptr=f"*{dt}", t_ptr="*fp32", coef_ptr=accty, g_ptr=accty, pos_ptr="*i32",
                               dx_ptr=f"*{dt}", **f32(sig_pairs)))
-        specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(flags, PIXEL=2, C_PAD=32, BLOCK=128), x_ptr=f"*{dt}",
+        specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(flags, PIXEL=2, FOCAL_ALPHA=False, C_PAD=32, BLOCK=128),
+                              x_ptr=f"*{dt}",
                               y_ptr="*i64", part_ptr=accty, **f32(pix_pairs)))
         specs.append(aot_spec(_dice_softmax_bwd_kernel,
-                              dict(flags, PIXEL=2, PER_IMAGE=False, HAS_CLASSES=True, C_PAD=32, BLOCK=128),
+                              dict(flags, PIXEL=2, FOCAL_ALPHA=False, PER_IMAGE=False, HAS_CLASSES=True, C_PAD=32,
+                                   BLOCK=128),
                               x_ptr=f"*{dt}", y_ptr="*u8", coef_ptr=accty, g_ptr=accty, pos_ptr="*i32",
                               dx_ptr=f"*{dt}", **f32(pix_pairs)))
         fin = dict(WEIGHT_TYPE=0, PW_COUNT=True, HAS_CW=True, HAS_PW=True, HAS_CLASSES=True, ACC=acc, C_PAD=32)
-        for kind, loss, per_image, red, pixel, pix_red, split in (
-                (0, 0, False, 0, True, 0, False),  # bce / ce + dice, mean
-                (1, 2, True, 2, False, 0, False),  # jaccard, log, per image, "none"
-                (2, 1, True, 1, False, 0, False),  # focal tversky, sum
-                (3, 0, True, 2, True, 2, False),  # generalized, a combo per image
-                (0, 3, True, 0, True, 1, True)):  # split terms (bce_dice_terms, recipes)
+        for kind, loss, per_image, red, pixel, pix_red, split, za, micro, norm, mc in (
+                (0, 0, False, 0, True, 0, False, False, False, True, True),  # bce / ce + dice, mean
+                (1, 2, True, 2, False, 0, False, True, False, False, False),  # jaccard, log, per image, "none"
+                (2, 1, True, 1, False, 0, False, True, True, True, False),  # focal tversky, sum, micro
+                (3, 0, True, 2, True, 2, False, False, False, True, True),  # generalized, a combo per image
+                (4, 0, False, 2, True, 0, False, True, True, True, True),  # mcc, micro, "none"
+                (0, 3, True, 0, True, 1, True, False, False, True, False)):  # split terms (bce_dice_terms, recipes)
             specs.append(aot_spec(_dice_finish_kernel, dict(fin, KIND=kind, LOSS=loss, PER_IMAGE=per_image,
                                                             REDUCTION=red, PIXEL=pixel, PIX_REDUCTION=pix_red,
-                                                            SPLIT=split),
+                                                            SPLIT=split, ZERO_ABSENT=za, MICRO=micro, NORM_CW=norm,
+                                                            MC_COUNT=mc),
                                   part_ptr=accty, cw_ptr="*fp32", pw_ptr="*fp64", pos_ptr="*i32", out_ptr=accty,
                                   coef_ptr=accty, **f32(fin_pairs)))
     # the common fast paths: plain Dice (+ BCE / CE), stride-1 pixels, int64 strides (past 2^31 elements)
@@ -889,22 +1017,30 @@ def _aot_variants():
     big = {f"stride_{a}{b}": "i64" for a in "xtwd" for b in "nc"}
     div = ("S", "stride_xn", "stride_xc", "stride_tn", "stride_tc", "stride_dn", "stride_dc")
     specs.append(aot_spec(_dice_sigmoid_fwd_kernel,
-                          dict(plain, FOCAL_ALPHA=False, HARD=False, BLOCK=2048, stride_xs=1, stride_ts=1),
+                          dict(plain, FOCAL_ALPHA=False, HARD=False, HAS_POS_W=True, BLOCK=2048, stride_xs=1,
+                               stride_ts=1),
                           divisible=div[:5], S="i64", NC="i64", n_blocks_s="i64",
                           **f32(sig_pairs + ("th_hi", "th_lo")), **{k: v for k, v in big.items() if k[7] in "xtw"}))
     specs.append(aot_spec(_dice_sigmoid_bwd_kernel,
-                          dict(plain, FOCAL_ALPHA=False, PER_IMAGE=False, HAS_CLASSES=False, BLOCK=2048, stride_xs=1,
-                               stride_ts=1, stride_ds=1),
+                          dict(plain, FOCAL_ALPHA=False, PER_IMAGE=False, HAS_CLASSES=False, HAS_POS_W=True, BLOCK=2048,
+                               stride_xs=1, stride_ts=1, stride_ds=1),
                           divisible=div, S="i64", n_blocks_s="i64", **f32(sig_pairs), **big))
     bigm = {"stride_xn": "i64", "stride_xc": "i64", "stride_yn": "i64", "stride_wn": "i64", "stride_wc": "i64"}
-    specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(plain, C_PAD=32, BLOCK=128, stride_xs=1, stride_ys=1),
+    specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(plain, FOCAL_ALPHA=False, C_PAD=32, BLOCK=128, stride_xs=1,
+                                                         stride_ys=1),
                           divisible=("S", "stride_xn", "stride_xc", "stride_yn"), S="i64", y_ptr="*i64",
                           **f32(pix_pairs), **bigm))
     specs.append(aot_spec(_dice_softmax_bwd_kernel,
-                          dict(plain, PER_IMAGE=False, HAS_CLASSES=False, C_PAD=32, BLOCK=128, stride_xs=1,
-                               stride_ys=1, stride_ds=1),
+                          dict(plain, FOCAL_ALPHA=False, PER_IMAGE=False, HAS_CLASSES=False, C_PAD=32, BLOCK=128,
+                               stride_xs=1, stride_ys=1, stride_ds=1),
                           divisible=("S", "stride_xn", "stride_xc", "stride_yn", "stride_dn", "stride_dc"),
                           S="i64", y_ptr="*i64", stride_dn="i64", stride_dc="i64", **f32(pix_pairs), **bigm))
+    # the per-channel sigmoid focal of integer labels (dice_focal_loss, focal_use_softmax=False)
+    specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(plain, PIXEL=3, FOCAL_ALPHA=True, C_PAD=32, BLOCK=128),
+                          y_ptr="*i64", **f32(pix_pairs)))
+    specs.append(aot_spec(_dice_softmax_bwd_kernel, dict(plain, PIXEL=3, FOCAL_ALPHA=True, PER_IMAGE=False,
+                                                         HAS_CLASSES=False, C_PAD=32, BLOCK=128),
+                          y_ptr="*i64", **f32(pix_pairs)))
     return specs
 
 

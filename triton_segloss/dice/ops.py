@@ -1,6 +1,6 @@
 """The Dice family's custom op ``triton_segloss::dice`` (and ``dice_backward``).
 
-``dice(logits, target, weight?, class_weight?, pixel_class_weight?, options) -> (loss, coef)``
+``dice(logits, target, weight?, class_weight?, pixel_class_weight?, pos_weight?, options) -> (loss, coef)``
 
 One pass over the pixels gives five sums per (image n, class c) ``[I, P, T, L, n]``
 (intersection, prediction sum, target sum, the combos' pixel term, valid count);
@@ -35,8 +35,9 @@ from triton_segloss._core.validate import acc_dtype
 
 NSUMS = 5  # [I, P, T, L, n]
 NCOEF = 3  # [dLoss/dI, dLoss/dP, dLoss/dL]
-KINDS = ("dice", "jaccard", "tversky", "generalized")
-PIXEL_TERMS = ("none", "xent", "focal")  # xent: BCE (sigmoid) or CE (softmax)
+KINDS = ("dice", "jaccard", "tversky", "generalized", "mcc")
+PIXEL_TERMS = ("none", "xent", "focal", "sfocal")  # xent: BCE (sigmoid) or CE (softmax); sfocal: sigmoid focal
+# on the one-hot channels of integer labels (multiclass, focal_use_softmax=False)
 WEIGHT_TYPES = ("square", "simple", "uniform")
 TINY = 1e-30
 
@@ -78,6 +79,12 @@ class DiceOptions(NamedTuple):
     pixel_weighs_count: bool = False  # CE: the mean divides by sum of the class weights of the pixels
     pixel_reduction: Optional[str] = None  # None: ``reduction``
     split: bool = False  # return [pixel term, region term(s)] instead of their weighted sum
+    # options for smp / MONAI users (names.md)
+    zero_absent: bool = False  # a class with T == 0 in its row: loss 0, zero gradient (still counted in the mean)
+    micro: bool = False  # average="micro": the kept classes' sums (times class_weight) pooled before the ratio
+    normalize_class_weight: bool = True  # False: "mean" = sum(cw l) / (rows * kept classes) (MONAI's weight)
+    pos_weight_value: float = 1.0  # BCE's positive-term weight (a length-C tensor is the pos_weight input)
+    label_smoothing: float = 0.0  # BCE: t -> t (1 - ls) + ls / 2 in the pixel term only
 
 
 # ---- layouts shared by both backends -------------------------------------------------------------
@@ -90,6 +97,21 @@ def kept(o: DiceOptions, c):
     return c if o.classes is None else len(o.classes)
 
 
+def one_per_row(o: DiceOptions) -> bool:
+    """One region value per row (generalized Dice, or the kept classes pooled by average="micro")."""
+    return o.kind == "generalized" or o.micro
+
+
+def pixel_scale(o: DiceOptions, c) -> float:
+    """A scale of the pixel term in the finisher: the softmax focal's single alpha; 1 / C for the
+    per-channel sigmoid focal of integer labels (its mean is over pixels x C, as MONAI's)."""
+    if o.multiclass and o.pixel == "focal" and o.focal_alpha is not None and o.focal_alpha >= 0:
+        return o.focal_alpha
+    if o.pixel == "sfocal" and pixel_reduction(o) != "sum":
+        return 1.0 / c
+    return 1.0
+
+
 def pixel_reduction(o: DiceOptions) -> str:
     return o.reduction if o.pixel_reduction is None else o.pixel_reduction
 
@@ -97,7 +119,7 @@ def pixel_reduction(o: DiceOptions) -> str:
 def _region_numel(o: DiceOptions, n, c):
     if o.reduction != "none":
         return 1
-    return rows(o, n) if o.kind == "generalized" else rows(o, n) * kept(o, c)
+    return rows(o, n) if one_per_row(o) else rows(o, n) * kept(o, c)
 
 
 def out_shape(o: DiceOptions, n, c) -> tuple:
@@ -108,7 +130,7 @@ def out_shape(o: DiceOptions, n, c) -> tuple:
         return ()
     if o.pixel != "none":
         return (n,)
-    if o.kind == "generalized":
+    if one_per_row(o):
         return (rows(o, n),)
     return (rows(o, n), kept(o, c))
 
@@ -127,7 +149,7 @@ def grad_layout(g: torch.Tensor, o: DiceOptions, n, c) -> tuple[int, int, int, i
         s0 = st[0]
         if o.reduction != "none":
             return s0, 0, 0, 0, 0
-        if o.kind == "generalized":
+        if one_per_row(o):
             return s0, s0, 0, 0, 0
         return s0, kept(o, c) * s0, s0, 0, 0
     if g.dim() == 0:
@@ -190,21 +212,23 @@ def _impl(device):
     return torch_impl
 
 
-def _forward(logits, target, weight, class_weight, pixel_class_weight, o):
-    return _impl(logits.device).forward(logits, target, weight, class_weight, pixel_class_weight, o)
+def _forward(logits, target, weight, class_weight, pixel_class_weight, pos_weight, o):
+    return _impl(logits.device).forward(logits, target, weight, class_weight, pixel_class_weight, pos_weight, o)
 
 
-def _fake(logits, target, weight, class_weight, pixel_class_weight, o):
+def _fake(logits, target, weight, class_weight, pixel_class_weight, pos_weight, o):
     n, c = logits.shape[0], logits.shape[1]
     acc = acc_dtype(logits.dtype)
     return logits.new_empty(out_shape(o, n, c), dtype=acc), logits.new_empty((n, c, NCOEF), dtype=acc)
 
 
-def _backward(grads, saved, logits, target, weight, class_weight, pixel_class_weight, o):
+def _backward(grads, saved, logits, target, weight, class_weight, pixel_class_weight, pos_weight, o):
     (g,), (coef,) = grads, saved
-    return _impl(logits.device).backward(g, coef, logits, target, weight, class_weight, pixel_class_weight, o)
+    return _impl(logits.device).backward(g, coef, logits, target, weight, class_weight, pixel_class_weight,
+                                         pos_weight, o)
 
 
 dice = define_op("dice", DiceOptions,
-                 tensors=("logits", "target", "weight?", "class_weight?", "pixel_class_weight?"), outputs=2,
+                 tensors=("logits", "target", "weight?", "class_weight?", "pixel_class_weight?", "pos_weight?"),
+                 outputs=2,
                  forward=_forward, fake=_fake, backward=_backward, saved_outputs=(1,))

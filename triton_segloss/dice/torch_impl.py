@@ -18,9 +18,9 @@ import torch
 
 from triton_segloss._core.validate import acc_dtype
 
-from .ops import NCOEF, TINY, class_positions, class_vector, grad_layout, out_shape, pixel_reduction
+from .ops import NCOEF, TINY, class_positions, class_vector, grad_layout, out_shape, pixel_reduction, pixel_scale
 
-PIXEL_CODES = {"none": 0, "xent": 1, "focal": 2}
+PIXEL_CODES = {"none": 0, "xent": 1, "focal": 2, "sfocal": 3}
 
 _CHUNK = 1 << 20  # elements of an (N, C, chunk) temporary (4 MiB in float32)
 _TINY = TINY
@@ -57,6 +57,15 @@ class _Flags:
         alpha = o.focal_alpha
         on = alpha is not None and alpha >= 0
         self.a_pos, self.a_neg = (float(alpha), 1.0 - float(alpha)) if on else (1.0, 1.0)
+        self.ls = float(o.label_smoothing)
+        self.pos_weight = float(o.pos_weight_value)
+        self.pb = None  # a per-channel pos_weight tensor, (1, C, 1)
+
+    def bce_terms(self, t):
+        """(1 + (pw - 1) s, pw s) of BCE with the smoothed target s and the positive weight pw."""
+        sm = t * (1.0 - self.ls) + 0.5 * self.ls if self.ls else t
+        pb = self.pos_weight if self.pb is None else self.pb
+        return 1.0 + (pb - 1.0) * sm, pb * sm
 
     def weights(self, base, t):
         """(wi, wp) from om = base * label weight(t); None stands for 1. ``t`` may be a Python 0.0 / 1.0."""
@@ -114,6 +123,26 @@ def _bce(x, t):
     return x.clamp_min(0) + torch.log1p(torch.exp(-x.abs())) - x * t
 
 
+def _sigmoid_focal(x, t, p, pn, f):
+    """torchvision's alpha_t ce d^gamma, d = 1 - p_t."""
+    d = t * pn + (1.0 - t) * p
+    return _bce(x, t) * (f.a_neg + (f.a_pos - f.a_neg) * t) * d.clamp_min(_TINY) ** f.gamma
+
+
+def _sigmoid_focal_grad(x, t, p, pn, f):
+    d = (t * pn + (1.0 - t) * p).clamp_min(_TINY)
+    mod = d ** f.gamma
+    at = f.a_neg + (f.a_pos - f.a_neg) * t
+    return at * ((p - t) * mod + _bce(x, t) * f.gamma * mod * (1.0 - 2.0 * t) * (p * pn / d))
+
+
+def _onehot(x, ys, valid):
+    """(t, p, 1 - p) of the per-channel sigmoid of integer labels: t = [y = c] (N, C, s)."""
+    cls = torch.arange(x.shape[1], device=x.device).view(1, -1, 1)
+    t = ((cls == ys) & valid).to(x.dtype)
+    return t, torch.sigmoid(x), torch.sigmoid(-x)
+
+
 def _binary_fwd(x, t, w, from_logits, f, hard, threshold):
     x, t, valid, wl, p, pn = _binary_prep(x, t, w, from_logits, f, f.pixel == 2)
     if hard:
@@ -121,12 +150,11 @@ def _binary_fwd(x, t, w, from_logits, f, hard, threshold):
     out = [a.expand_as(x).sum(-1) for a in f.sums3(p, t, wl)]
     if f.pixel == 0:
         out.append(torch.zeros_like(out[0]))
+    elif f.pixel == 1:
+        a, b = f.bce_terms(t)
+        out.append(_mul(wl, a * _bce(x, 0.0) - b * x).sum(-1))
     else:
-        ce = _bce(x, t)
-        if f.pixel == 2:
-            d = t * pn + (1.0 - t) * p
-            ce = ce * (f.a_neg + (f.a_pos - f.a_neg) * t) * d.clamp_min(_TINY) ** f.gamma
-        out.append(_mul(wl, ce).sum(-1))
+        out.append(_mul(wl, _sigmoid_focal(x, t, p, pn, f)).sum(-1))
     out.append(torch.full_like(out[0], x.shape[-1]) if valid is None else valid.sum(-1).to(x.dtype))
     return torch.stack(out, -1)
 
@@ -137,13 +165,10 @@ def _binary_bwd(x, t, w, g, from_logits, f):
     if from_logits:  # dx * p (1 - p) in one pass, as torch's own sigmoid backward
         dx = torch.ops.aten.sigmoid_backward(dx.expand_as(x), p)
     if f.pixel == 1:
-        dx = dx + g[:, :, 3:4] * _mul(wl, p - t)
+        a, b = f.bce_terms(t)
+        dx = dx + g[:, :, 3:4] * _mul(wl, a * p - b)
     elif f.pixel == 2:
-        d = (t * pn + (1.0 - t) * p).clamp_min(_TINY)
-        mod = d ** f.gamma
-        at = f.a_neg + (f.a_pos - f.a_neg) * t
-        term = at * ((p - t) * mod + _bce(x, t) * f.gamma * mod * (1.0 - 2.0 * t) * (p * pn / d))
-        dx = dx + g[:, :, 3:4] * _mul(wl, term)
+        dx = dx + g[:, :, 3:4] * _mul(wl, _sigmoid_focal_grad(x, t, p, pn, f))
     if valid is not None:
         dx = torch.where(valid, dx, 0.0)
     return dx.expand_as(x)
@@ -206,7 +231,10 @@ def _mc_fwd(x, y, w, from_logits, f):
                _class_sum(p * p if f.squared else p, wp),
                zeros.scatter_add(1, idx, wp_y.view(n, -1))]
     l_sum = zeros
-    if f.pixel:
+    if f.pixel == 3:  # per-channel sigmoid focal of t = [y = c], in class c
+        t1, sp, sn = _onehot(x, ys, valid)
+        l_sum = (wl * _sigmoid_focal(x, t1, sp, sn, f)).sum(-1)
+    elif f.pixel:
         l, _, _ = _pixel_mc(x, ys, f)
         l_sum = zeros.scatter_add(1, idx, (wl_y * l).view(n, -1))
     out.append(l_sum)
@@ -228,7 +256,10 @@ def _mc_bwd(x, y, w, g, from_logits, f):
         dx = p * (a - (p * a).sum(1, keepdim=True))
     else:
         dx = a
-    if f.pixel:
+    if f.pixel == 3:
+        t1, sp, sn = _onehot(x, ys, valid)
+        dx = dx + g_l * wl * _sigmoid_focal_grad(x, t1, sp, sn, f)
+    elif f.pixel:
         coef = g_l.expand(-1, -1, ys.shape[2]).gather(1, ys) * wl_y
         if f.pixel == 2:
             _, v, logp = _pixel_mc(x, ys, f)
@@ -254,6 +285,34 @@ def _ratio_grad(num, den, total, eps):
     bad = num + den + total  # a NaN sum (a NaN logit) must reach the loss, as in the kernel
     nan = torch.isnan(bad)
     return torch.where(nan, bad, s), torch.where(nan, bad, ds_num), torch.where(nan, bad, ds_den)
+
+
+def _score(i_s, p_s, t_s, nv, o):
+    """(score, d score / dI, d score / dP) as the kernel's ``_score``: the ratios or MCC."""
+    if o.kind == "mcc":
+        e = o.eps
+        tp, fp, fn, tn = i_s + e, p_s - i_s + e, t_s - i_s + e, nv - p_s - t_s + i_s + e
+        a, dd = tp + fp, tn + fn
+        prod = a * (tp + fn) * (tn + fp) * dd
+        ok = prod > 0
+        den = torch.sqrt(torch.where(ok, prod, 1.0))
+        sc = torch.where(ok, (tp * tn - fp * fn) / den, 0.0)
+        ds_i = torch.where(ok, (tp + tn + fp + fn) / den, 0.0)
+        ds_p = torch.where(ok, -(tp + fn) / den - 0.5 * sc * (1.0 / torch.where(ok, a, 1.0)
+                                                               - 1.0 / torch.where(ok, dd, 1.0)), 0.0)
+        bad = i_s + p_s + t_s
+        nan = torch.isnan(bad)
+        return torch.where(nan, bad, sc), torch.where(nan, bad, ds_i), torch.where(nan, bad, ds_p)
+    if o.kind == "dice":
+        num, den, a_i, b_i, b_p = 2.0 * i_s + o.smooth_num, p_s + t_s + o.smooth_den, 2.0, 0.0, 1.0
+    elif o.kind == "jaccard":
+        num, den, a_i, b_i, b_p = i_s + o.smooth_num, p_s + t_s - i_s + o.smooth_den, 1.0, -1.0, 1.0
+    else:
+        num = i_s + o.smooth_num
+        den = i_s + o.alpha * (p_s - i_s) + o.beta * (t_s - i_s) + o.smooth_den
+        a_i, b_i, b_p = 1.0, 1.0 - o.alpha - o.beta, o.alpha
+    s, ds_num, ds_den = _ratio_grad(num, den, p_s + t_s, o.eps)
+    return s, ds_num * a_i + ds_den * b_i, ds_den * b_p
 
 
 def _loss_of(s, o):
@@ -288,8 +347,7 @@ def _finish(sums, cw, pw, o):
     sel = torch.ones(c, dtype=torch.bool, device=dev) if pos is None else pos >= 0
     cwv = sel.to(f64) if cw is None else torch.where(sel, cw.to(dev, f64), 0.0)
     cw_sum = cwv.sum()
-    softmax_focal = o.multiclass and o.pixel == "focal" and o.focal_alpha is not None and o.focal_alpha >= 0
-    ps = o.focal_alpha if softmax_focal else 1.0
+    ps = pixel_scale(o, c)
     pwv = torch.full((c,), ps, dtype=f64, device=dev) if pw is None else pw.to(dev, f64) * ps
     pwc = pwv if o.pixel_weighs_count else torch.ones(c, dtype=f64, device=dev)
     rows = sums if o.per_image else sums.sum(0, keepdim=True)
@@ -315,28 +373,38 @@ def _finish(sums, cw, pw, o):
         c_i = (lam_r * mult * dl * ds_num * 2.0)[:, None] * gw
         c_p = (lam_r * mult * dl * ds_den)[:, None] * gw
     else:
-        if o.kind == "dice":
-            num, den, a_i, b_i, b_p = 2.0 * i_s + o.smooth_num, p_s + t_s + o.smooth_den, 2.0, 0.0, 1.0
-        elif o.kind == "jaccard":
-            num, den, a_i, b_i, b_p = i_s + o.smooth_num, p_s + t_s - i_s + o.smooth_den, 1.0, -1.0, 1.0
+        nv = k_s.sum(1, keepdim=True).expand_as(k_s) if o.multiclass else k_s
+        if o.micro:
+            pooled = [(cwv * a).sum(1) for a in (i_s, p_s, t_s, nv)]
+            s, ds_i, ds_p = _score(*pooled, o)
+            l, dl = _loss_of(s, o)
+            if o.zero_absent:
+                absent = pooled[2] == 0
+                l, dl = torch.where(absent, 0.0, l), torch.where(absent, 0.0, dl)
+            mult = 1.0 / r if o.reduction == "mean" else 1.0
+            reg_rows = mult * l
+            region_none = l
+            c_i = (lam_r * mult * dl * ds_i)[:, None] * cwv
+            c_p = (lam_r * mult * dl * ds_p)[:, None] * cwv
         else:
-            num = i_s + o.smooth_num
-            den = i_s + o.alpha * (p_s - i_s) + o.beta * (t_s - i_s) + o.smooth_den
-            a_i, b_i, b_p = 1.0, 1.0 - o.alpha - o.beta, o.alpha
-        s, ds_num, ds_den = _ratio_grad(num, den, p_s + t_s, o.eps)
-        l, dl = _loss_of(s, o)
-        l = torch.where(sel, l, 0.0)
-        if o.reduction == "mean":
-            mult = cwv / (r * cw_sum).clamp_min(_TINY)
-        elif combo_rows:
-            mult = cwv / cw_sum.clamp_min(_TINY)
-        else:
-            mult = cwv
-        reg_rows = (mult * l).sum(1)
-        keep = list(range(c)) if o.classes is None else list(o.classes)
-        region_none = (cwv * l)[:, keep]
-        c_i = lam_r * mult * dl * (ds_num * a_i + ds_den * b_i)
-        c_p = lam_r * mult * dl * ds_den * b_p
+            s, ds_i, ds_p = _score(i_s, p_s, t_s, nv, o)
+            l, dl = _loss_of(s, o)
+            if o.zero_absent:
+                absent = t_s == 0
+                l, dl = torch.where(absent, 0.0, l), torch.where(absent, 0.0, dl)
+            l = torch.where(sel, l, 0.0)
+            cdiv = cw_sum if o.normalize_class_weight else sel.to(f64).sum()
+            if o.reduction == "mean":
+                mult = cwv / (r * cdiv).clamp_min(_TINY)
+            elif combo_rows:
+                mult = cwv / cdiv.clamp_min(_TINY)
+            else:
+                mult = cwv
+            reg_rows = (mult * l).sum(1)
+            keep = list(range(c)) if o.classes is None else list(o.classes)
+            region_none = (cwv * l)[:, keep]
+            c_i = lam_r * mult * dl * ds_i
+            c_p = lam_r * mult * dl * ds_p
     pix = None
     if o.pixel != "none":
         lw = pwv * l_s
@@ -366,9 +434,11 @@ def _finish(sums, cw, pw, o):
 
 # ---- the launcher functions of kernels.py ---------------------------------------------------------
 
-def forward(x, t, w, cw, pw, o):
+def forward(x, t, w, cw, pw, pb, o):
     """Same contract as ``kernels.forward``."""
     f = _Flags(o)
+    if pb is not None:
+        f.pb = pb.to(acc_dtype(x.dtype)).view(1, -1, 1)
     n, c, s = x.shape
     acc = acc_dtype(x.dtype)
     sums = torch.zeros((n, c, 5), dtype=torch.float64, device=x.device)
@@ -406,11 +476,13 @@ def _upstream(g, coef, o, n, c, acc):
     return out
 
 
-def backward(g, coef, x, t, w, cw, pw, o):
+def backward(g, coef, x, t, w, cw, pw, pb, o):
     """Same contract as ``kernels.backward``."""
     if o.threshold is not None:  # a thresholded prediction is piecewise constant
         return torch.zeros_like(x)
     f = _Flags(o)
+    if pb is not None:
+        f.pb = pb.to(acc_dtype(x.dtype)).view(1, -1, 1)
     n, c, s = x.shape
     acc = acc_dtype(x.dtype)
     gs = _upstream(g, coef.to(acc), o, n, c, acc)
