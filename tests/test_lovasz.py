@@ -506,3 +506,89 @@ def test_value_checks_skip_while_compiling():
     t[0, 0, 0, 0] = 0.5  # not checked inside a compiled graph (the check would sync)
     f = torch.compile(tsl.lovasz_hinge, fullgraph=True)
     assert torch.isfinite(f(torch.randn(2, 1, 4, 4), t))
+
+
+# ---- class weights (issue 13) -------------------------------------------------------
+
+CW = [0.5, 2.0, 0.0, 1.25]
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("classes", ["present", "all", [3, 1, 3], [2]], ids=str)
+@pytest.mark.parametrize("reduction", ["mean", "none", "sum"])
+def test_softmax_class_weight(backend, per_image, classes, reduction):
+    x = torch.randn(3, 4, 5, 6) * 2
+    y = _labels(x.shape, 3, ignore=255)  # class 3 absent everywhere
+    y[1] = 255  # an image with every pixel ignored
+    compare_to_reference(tsl.lovasz_softmax, ref.lovasz_softmax, x, y, classes=classes, per_image=per_image,
+                         ignore_index=255, reduction=reduction, class_weight=CW, upstream=upstream_not_one)
+
+
+def test_softmax_class_weight_hand_derived(backend):
+    """Two classes, one image: the weighted mean is (w0 l0 + w1 l1) / (w0 + w1), with l_c the
+    unweighted class values ("none"); equal weights give the unweighted loss."""
+    x = torch.randn(1, 2, 4, 5)
+    y = _labels(x.shape, 2)
+    y[0, 0, 0], y[0, 0, 1] = 0, 1
+    l0, l1 = tsl.lovasz_softmax(x, y, reduction="none").double().tolist()
+    got = tsl.lovasz_softmax(x, y, class_weight=[1.0, 3.0]).double()
+    torch.testing.assert_close(got, torch.tensor((l0 + 3 * l1) / 4, dtype=torch.float64), rtol=1e-6, atol=1e-7)
+    same = tsl.lovasz_softmax(x, y, class_weight=torch.tensor([2.0, 2.0]))
+    torch.testing.assert_close(same, tsl.lovasz_softmax(x, y), rtol=1e-6, atol=1e-7)
+    # every counted class weighted 0: loss 0, zero gradient
+    loss, grad = value_and_grad(tsl.lovasz_softmax, x, y, class_weight=[0.0, 0.0])
+    assert loss.item() == 0.0 and torch.count_nonzero(grad) == 0
+
+
+def test_softmax_class_weight_gradcheck_fp64(backend):
+    fast = backend == "triton"
+    xs = torch.randn(2, 3, 2, 3, dtype=torch.float64, requires_grad=True)
+    y = _labels(xs.shape, 3, ignore=255)
+    for kw in ({}, {"per_image": True, "classes": [2, 0]}):
+        assert torch.autograd.gradcheck(
+            lambda a: tsl.lovasz_softmax(a, y, ignore_index=255, class_weight=(0.3, 1.0, 2.5), **kw), (xs,),
+            fast_mode=fast)
+
+
+def test_softmax_class_weight_opcheck_compile_and_budget(backend):
+    from bench import launches
+    from triton_segloss.lovasz.ops import LovaszSoftmaxOptions as SO, softmax_op
+
+    xs = torch.randn(2, 4, 30, requires_grad=True)
+    y = _labels((2, 4, 30), 4, ignore=255).view(2, 1, 30)
+    for o in (SO(ignore_index=255, class_weight=tuple(CW)),
+              SO(classes=(3, 1, 3), per_image=True, ignore_index=255, reduction="none", class_weight=tuple(CW))):
+        torch.library.opcheck(softmax_op.forward_op, (xs, y, *o))
+        loss, coef, d = softmax_op.forward_op(xs.detach(), y, *o)
+        torch.library.opcheck(softmax_op.backward_op, (torch.randn(loss.shape), coef, d, xs.detach(), y, *o))
+    x = torch.randn(2, 4, 6, 7)
+    t = _labels(x.shape, 4, ignore=255)
+    compiled_matches_eager(tsl.lovasz_softmax, x, t, ignore_index=255, class_weight=CW)
+    torch._dynamo.reset()
+    counter = torch._dynamo.testing.CompileCounter()
+    f = torch.compile(lambda a, b: tsl.lovasz_softmax(a, b, ignore_index=255, class_weight=CW), fullgraph=True,
+                      dynamic=True, backend=counter)
+    for shape in ((2, 4, 6, 7), (3, 4, 5, 9)):
+        a = torch.randn(shape)
+        b = _labels(a.shape, 4, ignore=255)
+        torch.testing.assert_close(value_and_grad(f, a, b)[1],
+                                   value_and_grad(tsl.lovasz_softmax, a, b, ignore_index=255, class_weight=CW)[1],
+                                   rtol=1e-6, atol=1e-7)
+    assert counter.frame_count == 1
+    step = launches.count_step(lambda a, b: tsl.lovasz_softmax(a, b, ignore_index=255, class_weight=CW),
+                               torch.randn(2, 4, 16, 16), _labels((2, 4, 16, 16), 4, ignore=255))
+    ops = step.forward.ops + step.backward.ops
+    sorts = sum("sort" in op for op in ops)
+    assert step.syncs == 0 and sorts == 1 and step.launches - sorts <= 4, ops
+
+
+def test_softmax_class_weight_bad():
+    xs, y = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+    with pytest.raises(ValueError, match=r"class_weight must have shape \(3,\).*\(2,\)"):
+        tsl.lovasz_softmax(xs, y, class_weight=[1.0, 2.0])
+    with pytest.raises(ValueError, match="class_weight must be >= 0"):
+        tsl.lovasz_softmax(xs, y, class_weight=[1.0, -2.0, 1.0])
+    with pytest.raises(ValueError, match="class_weight"):
+        tsl.lovasz_softmax(xs, y, class_weight=[1.0, float("nan"), 1.0])
+    with pytest.raises(TypeError, match="class_weight must be a sequence"):
+        tsl.lovasz_softmax(xs, y, class_weight="abc")

@@ -147,7 +147,7 @@ def _flatten_probas(probas, labels, ignore):
 
 
 def lovasz_softmax(logits, target, classes="present", per_image=False, ignore_index=None, from_logits=True,
-                   reduction="mean"):
+                   reduction="mean", class_weight=None):
     """The API's ``lovasz_softmax``: logits (N, C, *), labels (N, *).
 
     ``"mean"``: Berman's loss (mean over the kept classes of each segment, then over
@@ -161,11 +161,20 @@ def lovasz_softmax(logits, target, classes="present", per_image=False, ignore_in
         segments = [_flatten_probas(p[i:i + 1], target[i:i + 1], ignore_index) for i in range(n)]
     else:
         segments = [_flatten_probas(p, target, ignore_index)]
+    class_list = list(range(p.shape[1])) if classes in ("present", "all") else list(classes)
     rows, means = [], []
     for probas, labels in segments:
         values, kept = lovasz_softmax_flat_values(probas, labels, classes)
-        rows.append(torch.stack(values))
-        means.append(berman_mean(v for v, k in zip(values, kept) if k))
+        if class_weight is None:
+            rows.append(torch.stack(values))
+            means.append(berman_mean(v for v, k in zip(values, kept) if k))
+            continue
+        # weighted: each counted class's loss times its weight, over the sum of those weights
+        w = [float(class_weight[c]) for c in class_list]
+        rows.append(torch.stack([wc * v for wc, v in zip(w, values)]))
+        num = sum((wc * v for wc, v, k in zip(w, values, kept) if k), probas.sum() * 0.0)
+        den = sum(wc for wc, k in zip(w, kept) if k)
+        means.append(num / den if den > 0 else num * 0.0)
     if reduction == "none":
         return torch.stack(rows) if per_image else rows[0]
     if reduction == "sum":

@@ -121,6 +121,28 @@ def _classes_arg(classes, c: int) -> tuple[Optional[tuple], bool]:
     return listed, False
 
 
+def _class_weight_arg(cw, c: int) -> Optional[tuple]:
+    """The class weights as a tuple of C finite floats >= 0 (an option: cached on the device)."""
+    if cw is None:
+        return None
+    if isinstance(cw, Tensor):
+        if cw.device.type != "cpu":
+            raise TypeError(
+                f"class_weight must be a sequence of numbers or a CPU tensor (reading a {cw.device} tensor "
+                f"would synchronise the device), got a tensor on {cw.device}"
+            )
+        cw = cw.tolist()
+    try:
+        values = tuple(finite_float(v, "class_weight") for v in cw)
+    except TypeError:
+        raise TypeError(f"class_weight must be a sequence of numbers, got {cw!r}") from None
+    if len(values) != c:
+        raise ValueError(f"class_weight must have shape ({c},) (one value per class), got ({len(values)},)")
+    if any(v < 0 for v in values):
+        raise ValueError(f"class_weight must be >= 0, got {values}")
+    return values
+
+
 def lovasz_softmax(
     logits: Tensor,
     target: Tensor,
@@ -130,6 +152,7 @@ def lovasz_softmax(
     ignore_index: Optional[int] = None,
     from_logits: bool = True,
     reduction: str = "mean",
+    class_weight: Optional[Sequence[float]] = None,
 ) -> Tensor:
     """Lovász-Softmax: the Lovász extension of each class's Jaccard loss on ``|f_c - p_c|``.
 
@@ -153,6 +176,11 @@ def lovasz_softmax(
             images. ``"none"``: the per-(image, class) values, ``(N, K)`` with ``per_image``
             else ``(K,)``: K = C for "present"/"all" (absent classes are 0 under "present"),
             else the listed classes in the given order. ``"sum"``: the sum of those values.
+        class_weight: length-C non-negative weights of the class losses (a sequence, or a CPU
+            tensor). ``"mean"``: each segment gives ``sum(cw_c * loss_c) / sum(cw_c)`` over the
+            classes it counts (the present ones, all, or the listed entries; 0 when that sum is
+            0), then the mean over images as without weights; ``"none"``/``"sum"``: the
+            values ``cw_c * loss_c`` and their sum.
 
     Ties are broken by pixel order (a stable sort). Returns float32 (float64 for float64
     logits); the gradient has the logits' dtype and layout.
@@ -173,6 +201,7 @@ def lovasz_softmax(
         check_probabilities(logits)
     listed, only_present = _classes_arg(classes, c)
     opts = LovaszSoftmaxOptions(classes=listed, only_present=only_present, per_image=bool(per_image),
-                                ignore_index=ignore_index, from_logits=bool(from_logits), reduction=reduction)
+                                ignore_index=ignore_index, from_logits=bool(from_logits), reduction=reduction,
+                                class_weight=_class_weight_arg(class_weight, c))
     loss, _, _ = softmax_op(as_ncs(logits, n, c), t, opts)
     return loss

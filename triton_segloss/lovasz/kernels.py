@@ -233,15 +233,16 @@ def _chunk_sums(part_ptr, seg, km, n_chunks, BLOCK_K: tl.constexpr, BLOCK_CH: tl
 
 @triton.jit
 def _lovasz_finish(
-    part_ptr, gts_ptr, tab_ptr, loss_ptr, coef_ptr, G, K, KL, n_chunks,
-    ALL_CLASSES: tl.constexpr, PRESENT: tl.constexpr, REDUCTION: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_K: tl.constexpr, BLOCK_CH: tl.constexpr,
+    part_ptr, gts_ptr, tab_ptr, cw_ptr, loss_ptr, coef_ptr, G, K, KL, n_chunks,
+    ALL_CLASSES: tl.constexpr, PRESENT: tl.constexpr, HAS_CW: tl.constexpr, REDUCTION: tl.constexpr,
+    ACC: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_CH: tl.constexpr,
 ):
     """The finisher (run by the walk's last program). With v[g, k] the fixed-order float64 sum of
-    segment (g, k)'s chunk shares, w = [gts > 0] under PRESENT (else 1), mult[k] how often column k
-    is listed, D_g = sum_k w (PRESENT) or KL:
+    segment (g, k)'s chunk shares, w = [gts > 0] under PRESENT (else 1) times the class weight
+    cw[k] of column k (HAS_CW, else 1), mult[k] how often column k is listed,
+    D_g = sum_k w mult (0 -> 1; without weights: the present classes, or KL):
 
-        mean:  loss = sum_{g,k} coef v,  coef = w mult / max(D_g, 1) / G
+        mean:  loss = sum_{g,k} coef v,  coef = w mult / D_g / G
         sum:   loss = sum_{g,k} coef v,  coef = w mult
         none:  loss[g, j] = w v[g, pos[j]] (pos: the column of listed class j),  coef = w
 
@@ -250,13 +251,22 @@ def _lovasz_finish(
     """
     total = tl.zeros([BLOCK_K], tl.float64)
     for g in range(0, G):
-        if PRESENT:
-            npres = tl.zeros([BLOCK_K], tl.int32)
+        if PRESENT or HAS_CW:
+            dsum = tl.zeros([BLOCK_K], tl.float64)
             for k0 in range(0, K, BLOCK_K):
                 k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
-                gts = tl.load(gts_ptr + g * K + k, mask=k < K, other=0, volatile=True)
-                npres += (gts > 0).to(tl.int32)
-            denom = tl.maximum(tl.sum(npres, axis=0), 1).to(tl.float64)
+                km = k < K
+                wd = tl.where(km, 1.0, 0.0).to(tl.float64)
+                if PRESENT:
+                    gts = tl.load(gts_ptr + g * K + k, mask=km, other=0, volatile=True)
+                    wd = wd * (gts > 0).to(tl.float64)
+                if HAS_CW:
+                    wd = wd * tl.load(cw_ptr + k, mask=km, other=0.0).to(tl.float64)
+                if not ALL_CLASSES:
+                    wd = wd * tl.load(tab_ptr + K + k, mask=km, other=0).to(tl.float64)
+                dsum += wd
+            denom = tl.sum(dsum, axis=0)
+            denom = tl.where(denom > 0.0, denom, 1.0)
         else:
             denom = tl.full([], 1.0, tl.float64) * KL
         for k0 in range(0, K, BLOCK_K):
@@ -267,6 +277,8 @@ def _lovasz_finish(
                 w = (tl.load(gts_ptr + seg, mask=km, other=0, volatile=True) > 0).to(tl.float64)
             else:
                 w = tl.full([BLOCK_K], 1.0, tl.float64)
+            if HAS_CW:
+                w = w * tl.load(cw_ptr + k, mask=km, other=0.0).to(tl.float64)
             if REDUCTION == 2:
                 c = w
             else:
@@ -291,6 +303,8 @@ def _lovasz_finish(
                 v = _chunk_sums(part_ptr, seg, jm, n_chunks, BLOCK_K, BLOCK_CH)
                 if PRESENT:
                     v = tl.where(tl.load(gts_ptr + seg, mask=jm, other=0, volatile=True) > 0, v, 0.0)
+                if HAS_CW:
+                    v = v * tl.load(cw_ptr + col, mask=jm, other=0.0).to(tl.float64)
                 tl.store(loss_ptr + g * KL + j, v.to(ACC), mask=jm)
     if REDUCTION != 2:
         tl.store(loss_ptr, tl.sum(total, axis=0).to(ACC))
@@ -302,6 +316,7 @@ def _lovasz_walk_kernel(
     perm_ptr,  # (SEG, P) int64: position within its segment (n' * S + s) of each sorted element
     t_ptr,  # labels / target, (N, S) strided
     tab_ptr,  # int32 class table (softmax, read if not ALL_CLASSES)
+    cw_ptr,  # (K,) float64 class weight of each column (read if HAS_CW)
     cnt_ptr,  # HAS_CARRY: (SEG, n_chunks) int32 chunk counts; else the errors kernel's (programs, K) counts
     d_ptr,  # out (SEG, P) ACC: d at each pixel's own position (the key buffer, free after the sort)
     part_ptr,  # scratch (SEG, n_chunks) ACC: each chunk's share of its segment's value
@@ -317,8 +332,8 @@ def _lovasz_walk_kernel(
     ig_hi, ig_lo,  # hinge ignore_index (fp32 pair)
     ignore_index,  # softmax ignore label
     HINGE: tl.constexpr, HAS_IGNORE: tl.constexpr, ALL_CLASSES: tl.constexpr, HAS_CARRY: tl.constexpr,
-    PRESENT: tl.constexpr, REDUCTION: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr,
-    BLOCK_K: tl.constexpr, BLOCK_CH: tl.constexpr,
+    PRESENT: tl.constexpr, HAS_CW: tl.constexpr, REDUCTION: tl.constexpr, ACC: tl.constexpr,
+    BLOCK: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_CH: tl.constexpr,
 ):
     """cf_i: a block scan (tl.cumsum) from the chunk's carry; cb_i = i - cf_i; g_i in closed form
     (module docstring); the chunk's share sum_i relu(e_i) g_i, and d_i = g_i [e_i > 0] (f_i ? -1 : +1)
@@ -375,8 +390,8 @@ def _lovasz_walk_kernel(
     ticket = tl.atomic_add(ticket_ptr, 1, sem="acq_rel")
     if ticket == tl.num_programs(0) - 1:
         tl.debug_barrier()
-        _lovasz_finish(part_ptr, gts_ptr, tab_ptr, loss_ptr, coef_ptr, G, K, KL, n_chunks, ALL_CLASSES,
-                       PRESENT, REDUCTION, ACC, BLOCK_K, BLOCK_CH)
+        _lovasz_finish(part_ptr, gts_ptr, tab_ptr, cw_ptr, loss_ptr, coef_ptr, G, K, KL, n_chunks, ALL_CLASSES,
+                       PRESENT, HAS_CW, REDUCTION, ACC, BLOCK_K, BLOCK_CH)
 
 
 @triton.jit
@@ -492,6 +507,14 @@ def _class_table(device, classes: tuple, c: int) -> torch.Tensor:
     return device_values(tuple(values), device, torch.int32)  # built once per (device, table)
 
 
+def _column_weights(device, o, classes, c: int):
+    """The (K,) float64 class weight of each column (cached per device and value), or None."""
+    if o.class_weight is None:
+        return None
+    cols = range(c) if classes is None else sorted(set(classes))
+    return device_values(tuple(float(o.class_weight[k]) for k in cols), device, torch.float64)
+
+
 def _class_blocks(c: int) -> tuple[int, int]:
     """(BLOCK_C, BLOCK_S) for the per-pixel class sweeps: a tile of about 4096 elements."""
     block_c = min(32, triton.next_power_of_2(c))
@@ -507,7 +530,8 @@ def _walk_plan(seg: int, p: int) -> tuple[int, int, int]:
     return block, chunk, triton.cdiv(p, chunk)
 
 
-def _walk(keys, t2, tab, err_cnt, ticket, loss, *, G, K, KL, S, rows_per_g, hinge, ignore, present, reduction):
+def _walk(keys, t2, tab, err_cnt, ticket, loss, *, G, K, KL, S, rows_per_g, hinge, ignore, present, reduction,
+          cw=None):
     """Sort the keys, count (when a segment has several chunks), walk and finish.
     Returns the gradient scales (SEG,); the loss is written into ``loss``, d over ``keys``."""
     seg, p = keys.shape
@@ -528,8 +552,9 @@ def _walk(keys, t2, tab, err_cnt, ticket, loss, *, G, K, KL, S, rows_per_g, hing
         cnt = torch.empty((seg * n_chunks,), device=keys.device, dtype=torch.int32)
         _lovasz_count_kernel[(seg * n_chunks,)](cnt_ptr=cnt, **common)
     _lovasz_walk_kernel[(seg * n_chunks,)](
-        err_ptr=err, cnt_ptr=cnt, d_ptr=keys, part_ptr=part, gts_ptr=gts, ticket_ptr=ticket, loss_ptr=loss,
-        coef_ptr=coef, G=G, KL=KL, rows_per_g=rows_per_g, HAS_CARRY=n_chunks > 1, PRESENT=present,
+        err_ptr=err, cw_ptr=cw, cnt_ptr=cnt, d_ptr=keys, part_ptr=part, gts_ptr=gts, ticket_ptr=ticket,
+        loss_ptr=loss, coef_ptr=coef, G=G, KL=KL, rows_per_g=rows_per_g, HAS_CARRY=n_chunks > 1, PRESENT=present,
+        HAS_CW=cw is not None,
         REDUCTION=REDUCTION_CODE[reduction], BLOCK_K=BLOCK_K, BLOCK_CH=BLOCK_CH, **common)
     return coef
 
@@ -603,7 +628,8 @@ def softmax_forward(x, t, o):
             BLOCK_S=BLOCK_S)
         coef = _walk(keys, t2, tab, cnt, ticket, loss, G=G, K=K, KL=KL, S=S,
                      rows_per_g=n_blocks_s if o.per_image else N * n_blocks_s, hinge=False, ignore=o.ignore_index,
-                     present=o.classes is None and o.only_present, reduction=o.reduction)
+                     present=o.classes is None and o.only_present, reduction=o.reduction,
+                     cw=_column_weights(x.device, o, classes, C))
     return loss, coef, keys
 
 
@@ -660,10 +686,10 @@ def _aot_variants():
                                                         (True, True, True, False, 1), (False, True, True, True, 0)):
             specs.append(aot_spec(_lovasz_walk_kernel,
                                   dict(HINGE=hinge, HAS_IGNORE=True, ALL_CLASSES=all_classes, HAS_CARRY=carry,
-                                       PRESENT=present, REDUCTION=red, ACC=acc, BLOCK=1024, BLOCK_K=BLOCK_K,
-                                       BLOCK_CH=BLOCK_CH),
+                                       PRESENT=present, HAS_CW=not hinge, REDUCTION=red, ACC=acc, BLOCK=1024,
+                                       BLOCK_K=BLOCK_K, BLOCK_CH=BLOCK_CH),
                                   err_ptr=accty, perm_ptr="*i64", t_ptr="*fp32" if hinge else "*i64",
-                                  tab_ptr="*i32", cnt_ptr="*i32", d_ptr=accty, part_ptr=accty, gts_ptr="*i32",
+                                  tab_ptr="*i32", cw_ptr="*fp64", cnt_ptr="*i32", d_ptr=accty, part_ptr=accty, gts_ptr="*i32",
                                   ticket_ptr="*i32", loss_ptr=accty, coef_ptr=accty, **floats))
         for from_logits, all_classes, g_map in ((True, False, True), (True, True, False), (False, False, False)):
             specs.append(aot_spec(_lovasz_bwd_kernel,
@@ -691,8 +717,9 @@ def _aot_variants():
                ignore_index="i64")
     specs.append(aot_spec(_lovasz_walk_kernel,
                           dict(HINGE=False, HAS_IGNORE=False, ALL_CLASSES=True, HAS_CARRY=True, PRESENT=True,
-                               REDUCTION=0, ACC=tl.float32, BLOCK=1024, BLOCK_K=BLOCK_K, BLOCK_CH=BLOCK_CH),
-                          perm_ptr="*i64", t_ptr="*i64", tab_ptr="*i32", cnt_ptr="*i32", gts_ptr="*i32",
+                               HAS_CW=False, REDUCTION=0, ACC=tl.float32, BLOCK=1024, BLOCK_K=BLOCK_K,
+                               BLOCK_CH=BLOCK_CH),
+                          perm_ptr="*i64", t_ptr="*i64", tab_ptr="*i32", cw_ptr="*fp64", cnt_ptr="*i32", gts_ptr="*i32",
                           ticket_ptr="*i32", G="i64", KL="i64", rows_per_g="i64", **floats, **big))
     specs.append(aot_spec(_lovasz_count_kernel,
                           dict(HINGE=False, HAS_IGNORE=False, ALL_CLASSES=True, ACC=tl.float32, BLOCK=1024),

@@ -46,6 +46,7 @@ class LovaszSoftmaxOptions(NamedTuple):
     ignore_index: Optional[int] = None
     from_logits: bool = True
     reduction: str = "mean"
+    class_weight: Optional[tuple[float, ...]] = None  # length C: the weight of each class's loss
 
 
 def _impl(device):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from triton_segloss._core.cache import device_values
 from triton_segloss._core.validate import acc_dtype
 
 
@@ -51,16 +52,23 @@ def _unsort(d: Tensor, perm: Tensor) -> Tensor:
     return torch.empty_like(d).scatter_(1, perm, d)
 
 
-def _finish(v: Tensor, gts: Tensor, mult, pos, kl: int, present: bool, reduction: str, none_shape):
-    """(loss, coef): the finisher of ``kernels._lovasz_finish`` on the (G, K) segment values."""
+def _finish(v: Tensor, gts: Tensor, mult, pos, kl: int, present: bool, reduction: str, none_shape, cw=None):
+    """(loss, coef): the finisher of ``kernels._lovasz_finish`` on the (G, K) segment values;
+    ``cw``: the (K,) class weight of each column or None."""
     g = v.shape[0]
     w = (gts.view(v.shape) > 0).to(v.dtype) if present else torch.ones_like(v)
+    if cw is not None:
+        w = w * cw.to(v.dtype)
     if reduction == "none":
         vals = v * w
         return (vals if pos is None else vals[:, pos]).reshape(none_shape), w.reshape(-1)
     c = w if mult is None else w * mult.to(v.dtype)
     if reduction == "mean":
-        denom = w.sum(1, keepdim=True).clamp_min(1.0) if present else float(kl)
+        if present or cw is not None:
+            denom = c.sum(1, keepdim=True)
+            denom = torch.where(denom > 0, denom, torch.ones_like(denom))
+        else:
+            denom = float(kl)
         c = c / denom / g
     return (v * c).sum(), c.reshape(-1)
 
@@ -178,8 +186,12 @@ def softmax_forward(x, t, o):
     bg = torch.ge(lab_s, 0, out=torch.empty((g, K, p), dtype=cd, device=x.device)).sub_(fg)
     value, d, gts = _walk(err, fg.view(g * K, p), bg.view(g * K, p))
     present = o.classes is None and o.only_present
+    cw = None
+    if o.class_weight is not None:
+        cw = device_values(tuple(o.class_weight), x.device, acc)
+        cw = cw if o.classes is None else cw[cls]
     loss, coef = _finish(value.view(g, K), gts, mult, pos, KL, present, o.reduction,
-                         (N, KL) if o.per_image else (KL,))
+                         (N, KL) if o.per_image else (KL,), cw)
     return loss, coef, _unsort(d, perm)
 
 
