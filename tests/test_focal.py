@@ -261,14 +261,14 @@ def test_opcheck(backend):
     a = torch.tensor([0.2, 0.3, 0.5])
     g = torch.randn(2, 3, 8)
     sig_cases = [
-        ((x, t), SigmoidFocalOptions()),
-        ((x, t), SigmoidFocalOptions(alpha=None, gamma=0.5, ignore_index=1.0, reduction="none")),
-        ((x, t), SigmoidFocalOptions(alpha=0.6, gamma=0.0, reduction="sum")),
+        ((x, t, None, None), SigmoidFocalOptions()),
+        ((x, t, None, None), SigmoidFocalOptions(alpha=None, gamma=0.5, ignore_index=1.0, reduction="none")),
+        ((x, t, None, None), SigmoidFocalOptions(alpha=0.6, gamma=0.0, reduction="sum")),
     ]
     soft_cases = [
-        ((x, y, None), SoftmaxFocalOptions(alpha=0.25, gamma=0.0, ignore_index=-100, reduction="sum")),
-        ((x, y, a), SoftmaxFocalOptions(gamma=0.5, ignore_index=1, reduction="none")),
-        ((x, y, None), SoftmaxFocalOptions(class_alpha=(0.2, 0.3, 0.5), ignore_index=-100, reduction="mean")),
+        ((x, y, None, None), SoftmaxFocalOptions(alpha=0.25, gamma=0.0, ignore_index=-100, reduction="sum")),
+        ((x, y, a, None), SoftmaxFocalOptions(gamma=0.5, ignore_index=1, reduction="none")),
+        ((x, y, None, None), SoftmaxFocalOptions(class_alpha=(0.2, 0.3, 0.5), ignore_index=-100, reduction="mean")),
     ]
     for op, cases, gmap in ((focal_sigmoid, sig_cases, g), (focal_softmax, soft_cases, g[:, 0])):
         for tensors, opts in cases:
@@ -435,8 +435,8 @@ def test_bad_values_and_options():
         tsl.focal_loss(x, y.clamp(max=2), mode="multiclass", alpha=[0.5, 0.5])
     with pytest.raises(ValueError, match="gamma must be >= 0"):
         tsl.focal_loss(x, y.clamp(max=2), mode="multiclass", gamma=-1.0)
-    with pytest.raises(TypeError, match="alpha must be a number or None for mode='multilabel'"):
-        tsl.focal_loss(x, torch.rand(2, 3, 4, 4), mode="multilabel", alpha=[0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match=r"alpha has 2 entries but logits \(2, 3, 4, 4\) have 3 classes"):
+        tsl.focal_loss(x, torch.rand(2, 3, 4, 4), mode="multilabel", alpha=[0.5, 0.5])
     with pytest.raises(ValueError, match=r"target must hold values in \[0, 1\]"):
         tsl.focal_loss(x, torch.rand(2, 3, 4, 4) * 2, mode="multilabel")
     with pytest.raises(ValueError, match="reduction"):

@@ -1,17 +1,19 @@
 """The focal family's custom ops ``triton_segloss::focal_sigmoid`` and ``focal_softmax``
 (and their ``_backward`` ops).
 
-``focal_sigmoid(logits, target, options) -> (loss, coef)`` on (N, C, S) views;
-``focal_softmax(logits, target, alpha_weight?, options) -> (loss, coef)`` on logits
-(N, C, S) and labels (N, 1, S). ``loss`` is 0-d (``"mean"``/``"sum"``) or the
+``focal_sigmoid(logits, target, alpha_weight?, class_weight?, options) -> (loss, coef)``
+on (N, C, S) views (target: labels (N, 1, S) for the one-vs-rest form);
+``focal_softmax(logits, target, alpha_weight?, class_weight?, options) -> (loss, coef)``
+on logits (N, C, S) and labels (N, 1, S). ``loss`` is 0-d (``"mean"``/``"sum"``) or the
 elementwise map (``(N, C, S)`` sigmoid, ``(N, S)`` softmax) for ``"none"``; ``coef``
 holds the one gradient scale per unit upstream gradient the finisher wrote (``(0,)``
 for ``"none"``). The backward reads ``coef`` and the upstream gradient from device
 memory: no host sync anywhere.
 
-A per-class ``alpha`` given as a Python sequence travels as the option
-``class_alpha``; its device copy is made once per (device, dtype, values) and
-cached here, never per call.
+A per-class ``alpha`` or ``class_weight`` given as a Python sequence travels as
+the option ``class_alpha`` / ``class_weight_values``; its device copy is made once per
+(device, dtype, values) and cached here, never per call. Given as tensors they
+are the op's ``alpha_weight`` / ``class_weight`` arguments, read in place.
 """
 
 from __future__ import annotations
@@ -29,12 +31,18 @@ from . import torch_impl
 
 
 class SigmoidFocalOptions(NamedTuple):
-    """Every option of the sigmoid (binary / multilabel) focal loss, checked, as the op receives them."""
+    """Every option of the sigmoid (binary / multilabel / one-vs-rest multiclass) focal loss, checked,
+    as the op receives them."""
 
     alpha: Optional[float] = 0.25  # alpha_t = alpha t + (1 - alpha)(1 - t); None: alpha_t = 1
     gamma: float = 2.0
     ignore_index: Optional[float] = None
     reduction: str = "mean"
+    class_alpha: Optional[tuple[float, ...]] = None  # per-class alpha a_c from a Python sequence (C,)
+    class_weight_values: Optional[tuple[float, ...]] = None  # per-class multiplier w_c from a Python sequence (C,)
+    scale: float = 1.0  # a uniform multiplier (a number given as class_weight)
+    labels: bool = False  # the target holds integer labels (N, 1, S): t = [y == c], one-vs-rest
+    from_logits: bool = True  # False: the input holds probabilities
 
 
 class SoftmaxFocalOptions(NamedTuple):
@@ -45,6 +53,9 @@ class SoftmaxFocalOptions(NamedTuple):
     gamma: float = 2.0
     ignore_index: Optional[int] = None
     reduction: str = "mean"
+    class_weight_values: Optional[tuple[float, ...]] = None  # per-class multiplier from a Python sequence (C,)
+    scale: float = 1.0  # a uniform multiplier (a number given as class_weight)
+    from_logits: bool = True  # False: the input holds softmax probabilities
 
 
 def _impl(device):
@@ -62,56 +73,60 @@ def _fake(logits, map_shape, o):
             logits.new_empty((0 if none else 1,), dtype=acc))
 
 
+def _cached(values: tuple, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Per-class ``values`` as a (C,) tensor on ``device``: one host-to-device copy per
+    (device, dtype, values), not one per call (on CUDA each would be a synchronising copy)."""
+    return device_values(values, device, dtype)
+
+
+def _per_class(logits, tensor, values):
+    """The per-class weights the backends read: the tensor given, the cached Python values, or None."""
+    if tensor is not None or values is None:
+        return tensor
+    return _cached(tuple(values), logits.device, acc_dtype(logits.dtype))
+
+
 # ---- sigmoid focal ------------------------------------------------------------------------
 
-def _sigmoid_forward(logits, target, o):
-    return _impl(logits.device).sigmoid_forward(logits, target, o)
+def _sigmoid_forward(logits, target, alpha_weight, class_weight, o):
+    aw, cw = _per_class(logits, alpha_weight, o.class_alpha), _per_class(logits, class_weight, o.class_weight_values)
+    return _impl(logits.device).sigmoid_forward(logits, target, aw, cw, o)
 
 
-def _sigmoid_fake(logits, target, o):
+def _sigmoid_fake(logits, target, alpha_weight, class_weight, o):
     return _fake(logits, logits.shape, o)
 
 
-def _sigmoid_backward(grads, saved, logits, target, o):
+def _sigmoid_backward(grads, saved, logits, target, alpha_weight, class_weight, o):
     (g,), (coef,) = grads, saved
-    return _impl(logits.device).sigmoid_backward(g, coef, logits, target, o)
+    aw, cw = _per_class(logits, alpha_weight, o.class_alpha), _per_class(logits, class_weight, o.class_weight_values)
+    return _impl(logits.device).sigmoid_backward(g, coef, logits, target, aw, cw, o)
 
 
-focal_sigmoid = define_op("focal_sigmoid", SigmoidFocalOptions, tensors=("logits", "target"), outputs=2,
+focal_sigmoid = define_op("focal_sigmoid", SigmoidFocalOptions,
+                          tensors=("logits", "target", "alpha_weight?", "class_weight?"), outputs=2,
                           forward=_sigmoid_forward, fake=_sigmoid_fake, backward=_sigmoid_backward,
                           saved_outputs=(1,))
 
 
 # ---- softmax focal ------------------------------------------------------------------------
 
-def _class_alpha(values: tuple, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """The per-class alpha ``values`` as a (C,) tensor on ``device``: one host-to-device copy per
-    (device, dtype, values), not one per call (on CUDA each would be a synchronising copy)."""
-    return device_values(values, device, dtype)
+def _softmax_forward(logits, target, alpha_weight, class_weight, o):
+    aw, cw = _per_class(logits, alpha_weight, o.class_alpha), _per_class(logits, class_weight, o.class_weight_values)
+    return _impl(logits.device).softmax_forward(logits, target[:, 0], aw, cw, o)
 
 
-def _alpha_weight(logits, alpha_weight, o):
-    """The per-class weights the backends read: the alpha tensor, the cached ``class_alpha``, or None."""
-    if alpha_weight is not None or o.class_alpha is None:
-        return alpha_weight
-    return _class_alpha(tuple(o.class_alpha), logits.device, acc_dtype(logits.dtype))
-
-
-def _softmax_forward(logits, target, alpha_weight, o):
-    aw = _alpha_weight(logits, alpha_weight, o)
-    return _impl(logits.device).softmax_forward(logits, target[:, 0], aw, o)
-
-
-def _softmax_fake(logits, target, alpha_weight, o):
+def _softmax_fake(logits, target, alpha_weight, class_weight, o):
     return _fake(logits, (logits.shape[0], logits.shape[2]), o)
 
 
-def _softmax_backward(grads, saved, logits, target, alpha_weight, o):
+def _softmax_backward(grads, saved, logits, target, alpha_weight, class_weight, o):
     (g,), (coef,) = grads, saved
-    aw = _alpha_weight(logits, alpha_weight, o)
-    return _impl(logits.device).softmax_backward(g, coef, logits, target[:, 0], aw, o)
+    aw, cw = _per_class(logits, alpha_weight, o.class_alpha), _per_class(logits, class_weight, o.class_weight_values)
+    return _impl(logits.device).softmax_backward(g, coef, logits, target[:, 0], aw, cw, o)
 
 
-focal_softmax = define_op("focal_softmax", SoftmaxFocalOptions, tensors=("logits", "target", "alpha_weight?"),
+focal_softmax = define_op("focal_softmax", SoftmaxFocalOptions,
+                          tensors=("logits", "target", "alpha_weight?", "class_weight?"),
                           outputs=2, forward=_softmax_forward, fake=_softmax_fake, backward=_softmax_backward,
                           saved_outputs=(1,))

@@ -43,46 +43,82 @@ def _scale(dx, g, coef):
     return dx * g.to(dx.dtype)
 
 
+def _class_view(w, acc, ndim):
+    """A per-class (C,) tensor as (1, C, 1) for (N, C, S) maps."""
+    return w.to(acc).view(1, -1, *([1] * (ndim - 2)))
+
+
 # ---- sigmoid focal ------------------------------------------------------------------------
 
 def _sigmoid_terms(x, t, o):
     acc = acc_dtype(x.dtype)
     x = x.to(acc)
-    t = t.to(acc)
-    valid = None if o.ignore_index is None else t != o.ignore_index
-    if valid is not None:
-        t = torch.where(valid, t, 0.0)
-    p = torch.sigmoid(x)
-    pm = torch.sigmoid(-x)  # 1 - p without cancellation
-    ce = torch.log1p(torch.exp(-x.abs())) + (x.clamp_min(0.0) - x * t)  # softplus(x) - x t, exact tails
+    C = x.shape[1]
+    if o.labels:
+        y = t.long()  # (N, 1, S) integer labels
+        valid = (y >= 0) & (y < C)
+        if o.ignore_index is not None:
+            valid &= y != int(o.ignore_index)
+        classes = torch.arange(C, device=x.device).view(1, C, 1)
+        t = ((y == classes) & valid).to(acc)
+        valid = valid.expand(x.shape)
+    else:
+        t = t.to(acc)
+        valid = None if o.ignore_index is None else t != o.ignore_index
+        if valid is not None:
+            t = torch.where(valid, t, 0.0)
+    if o.from_logits:
+        p = torch.sigmoid(x)
+        pm = torch.sigmoid(-x)  # 1 - p without cancellation
+        ce = torch.log1p(torch.exp(-x.abs())) + (x.clamp_min(0.0) - x * t)  # softplus(x) - x t, exact tails
+        lp_ok = lq_ok = None
+    else:
+        p, pm = x, 1.0 - x
+        lp, lq = torch.log(x), torch.log1p(-x)
+        lp_ok, lq_ok = lp > -100.0, lq > -100.0
+        ce = -(torch.where(t > 0, t * lp.clamp_min(-100.0), 0.0) + torch.where(t < 1, (1.0 - t) * lq.clamp_min(-100.0),
+                                                                                 0.0))
     q = t * pm + (1.0 - t) * p
-    return t, valid, p, pm, ce, q
+    return t, valid, p, pm, ce, q, lp_ok, lq_ok
 
 
-def _alpha_t(t, alpha):
-    return alpha * t + (1.0 - alpha) * (1.0 - t)
+def _sigmoid_weight(t, alpha_w, class_w, o):
+    """alpha_t * class_weight[c] * scale, broadcastable to the (N, C, S) map (a float when uniform)."""
+    w = o.scale
+    if alpha_w is not None:
+        a = _class_view(alpha_w, t.dtype, t.dim())
+        w = w * (a * t + (1.0 - a) * (1.0 - t))
+    elif o.alpha is not None:
+        w = w * (o.alpha * t + (1.0 - o.alpha) * (1.0 - t))
+    if class_w is not None:
+        w = w * _class_view(class_w, t.dtype, t.dim())
+    return w
 
 
-def sigmoid_forward(x, t, o):
+def sigmoid_forward(x, t, alpha_w, class_w, o):
     """Same contract as ``kernels.sigmoid_forward``."""
-    t, valid, _p, _pm, ce, q = _sigmoid_terms(x, t, o)
-    loss = _pow(q, o.gamma) * ce
-    if o.alpha is not None:
-        loss = loss * _alpha_t(t, o.alpha)
+    t, valid, _p, _pm, ce, q, _lp_ok, _lq_ok = _sigmoid_terms(x, t, o)
+    loss = _pow(q, o.gamma) * ce * _sigmoid_weight(t, alpha_w, class_w, o)
     if valid is not None:
         loss = torch.where(valid, loss, 0.0)
     return _reduce(loss, valid, o)
 
 
-def sigmoid_backward(g, coef, x, t, o):
+def sigmoid_backward(g, coef, x, t, alpha_w, class_w, o):
     """Same contract as ``kernels.sigmoid_backward``."""
-    t, valid, p, pm, ce, q = _sigmoid_terms(x, t, o)
+    t, valid, p, pm, ce, q, lp_ok, lq_ok = _sigmoid_terms(x, t, o)
     qpos = q > 0
-    r = torch.where(qpos, p * pm / torch.where(qpos, q, 1.0), 0.0)
-    dx = _pow(q, o.gamma) * (o.gamma * (1.0 - 2.0 * t) * r * ce + ((1.0 - t) * p - t * pm))
-    if o.alpha is not None:
-        dx = dx * _alpha_t(t, o.alpha)
-    dx = _scale(dx, g, coef)
+    if o.from_logits:
+        r = torch.where(qpos, p * pm / torch.where(qpos, q, 1.0), 0.0)
+        dx = _pow(q, o.gamma) * (o.gamma * (1.0 - 2.0 * t) * r * ce + ((1.0 - t) * p - t * pm))
+    else:
+        ratio = torch.where(qpos, ce / torch.where(qpos, q, 1.0), 1.0)
+        sp, spm = torch.where(p > 0, p, 1.0), torch.where(pm > 0, pm, 1.0)
+        inner = (p > 0) & (pm > 0) & lp_ok & lq_ok
+        edge = torch.where(lq_ok & (t < 1), (1.0 - t) / spm, 0.0) - torch.where(lp_ok & (t > 0), t / sp, 0.0)
+        dce = torch.where(inner, (p - t) / sp / spm, edge)
+        dx = _pow(q, o.gamma) * (o.gamma * (1.0 - 2.0 * t) * ratio + dce)
+    dx = _scale(dx * _sigmoid_weight(t, alpha_w, class_w, o), g, coef)
     if valid is not None:
         dx = torch.where(valid, dx, 0.0)
     return _like(dx, x)
@@ -90,7 +126,7 @@ def sigmoid_backward(g, coef, x, t, o):
 
 # ---- softmax focal ------------------------------------------------------------------------
 
-def _softmax_stats(x, y, alpha_w, o):
+def _softmax_stats(x, y, alpha_w, class_w, o):
     acc = acc_dtype(x.dtype)
     x = x.to(acc)
     C = x.shape[1]
@@ -99,6 +135,14 @@ def _softmax_stats(x, y, alpha_w, o):
     if o.ignore_index is not None:
         valid &= y != o.ignore_index
     yc = torch.where(valid, y, 0)
+    a = alpha_w.to(acc)[yc] if alpha_w is not None else o.alpha
+    if class_w is not None:
+        a = a * class_w.to(acc)[yc]
+    a = a * o.scale
+    if not o.from_logits:
+        p = x.gather(1, yc.unsqueeze(1)).squeeze(1)
+        lp = torch.log(p)
+        return x, valid, yc, p, lp > -100.0, -lp.clamp_min(-100.0), 1.0 - p, a
     m = x.amax(dim=1)
     ex = torch.exp(x - m.unsqueeze(1))
     se = ex.sum(dim=1)
@@ -108,22 +152,28 @@ def _softmax_stats(x, y, alpha_w, o):
     big = ey > 0.5
     ce = torch.where(big, torch.log1p(so / torch.where(big, ey, 1.0)), torch.log(se) + (m - xy))
     q = so / se
-    a = alpha_w.to(acc)[yc] if alpha_w is not None else o.alpha
-    return x, valid, yc, m, se, ey, ce, q, a
+    return x, valid, yc, (m, se), ey, ce, q, a
 
 
-def softmax_forward(x, y, alpha_w, o):
+def softmax_forward(x, y, alpha_w, class_w, o):
     """Same contract as ``kernels.softmax_forward``."""
-    _, valid, _, _, _, _, ce, q, a = _softmax_stats(x, y, alpha_w, o)
+    _, valid, _, _, _, ce, q, a = _softmax_stats(x, y, alpha_w, class_w, o)
     loss = torch.where(valid, _pow(q, o.gamma) * ce * a, 0.0)
     return _reduce(loss, valid, o)
 
 
-def softmax_backward(g, coef, x, y, alpha_w, o):
+def softmax_backward(g, coef, x, y, alpha_w, class_w, o):
     """Same contract as ``kernels.softmax_backward``."""
-    xa, valid, yc, m, se, ey, ce, q, a = _softmax_stats(x, y, alpha_w, o)
+    xa, valid, yc, stats, ey, ce, q, a = _softmax_stats(x, y, alpha_w, class_w, o)
     qpos = q > 0
     ratio = torch.where(qpos, ce / torch.where(qpos, q, 1.0), 1.0)
+    if not o.from_logits:
+        p, lp_ok = stats, ey
+        f = -_pow(q, o.gamma) * (torch.where(lp_ok, 1.0 / torch.where(lp_ok, p, 1.0), 0.0) + o.gamma * ratio) * a
+        f = torch.where(valid, _scale(f, g, coef), 0.0)
+        d = torch.zeros_like(xa).scatter_(1, yc.unsqueeze(1), f.unsqueeze(1))
+        return _like(d, x)
+    m, se = stats
     f = _pow(q, o.gamma) * (1.0 + o.gamma * (ey / se) * ratio) * a
     f = torch.where(valid, _scale(f, g, coef), 0.0)
     pk = torch.exp(xa - m.unsqueeze(1)) / se.unsqueeze(1)
