@@ -1,0 +1,169 @@
+"""clDice (Shit et al. 2021) and Dice + clDice: float64 reference, MONAI's SoftclDiceLoss /
+SoftDiceclDiceLoss (1.6) on probability maps, both backends, gradcheck, opcheck, compile."""
+
+import pytest
+import torch
+
+from checks import compare_to_reference, compiled_matches_eager, upstream_not_one, value_and_grad
+from reference import cldice as ref
+from triton_segloss.cldice import cldice_loss, dice_cldice_loss
+
+
+def _target(shape, mode):
+    if mode == "multiclass":
+        return torch.randint(0, shape[1], (shape[0],) + tuple(shape[2:]))
+    return (torch.rand(shape) < 0.5).float()
+
+
+CASES = [
+    ((2, 1, 8, 8), "binary", {}),
+    ((2, 3, 8, 8), "multiclass", {"include_background": False}),
+    ((1, 2, 6, 6, 6), "multilabel", {"iterations": 2, "reduction": "sum"}),
+    ((2, 2, 7, 9), "multilabel", {"iterations": 4, "reduction": "none"}),
+]
+
+
+@pytest.mark.parametrize("shape,mode,opts", CASES, ids=lambda v: str(v))
+def test_matches_reference(backend, shape, mode, opts):
+    x = torch.randn(shape) * 2
+    t = _target(shape, mode)
+    compare_to_reference(cldice_loss, ref.cldice_loss, x, t, mode=mode, upstream=upstream_not_one, **opts)
+    if opts.get("reduction") != "none":
+        compare_to_reference(dice_cldice_loss, ref.dice_cldice_loss, x, t, mode=mode, alpha=0.3,
+                             upstream=upstream_not_one, **opts)
+
+
+def test_multi_tile_fp64(backend):
+    """Larger than one kernel tile (22 x 22 in 2D, 6^3 in 3D at iterations=3): tile seams and halos."""
+    for shape, it in (((1, 1, 40, 37), 3), ((1, 1, 9, 13, 8), 1)):
+        x = torch.randn(shape, dtype=torch.float64)
+        compare_to_reference(cldice_loss, ref.cldice_loss, x, _target(shape, "binary").double(), iterations=it)
+
+
+@pytest.mark.parametrize("shape,iterations,include_background", [
+    ((2, 3, 8, 8), 3, True), ((2, 3, 8, 8), 1, False), ((1, 2, 6, 6, 6), 2, True), ((2, 1, 9, 7), 5, True),
+])
+def test_matches_monai(backend, shape, iterations, include_background):
+    """from_logits=False takes probabilities exactly as MONAI; targets one-hot (multilabel mode)."""
+    losses = pytest.importorskip("monai.losses")
+    p = torch.rand(shape, dtype=torch.float64)
+    t = (torch.rand(shape) < 0.4).double()
+    kw = dict(mode="binary" if shape[1] == 1 else "multilabel", iterations=iterations,
+              include_background=include_background, from_logits=False)
+    m_cl = losses.SoftclDiceLoss(iter_=iterations, include_background=include_background)
+    m_dc = losses.SoftDiceclDiceLoss(iter_=iterations, alpha=0.5, include_background=include_background)
+    for ours, theirs in ((cldice_loss, m_cl), (dice_cldice_loss, m_dc)):
+        loss, grad = value_and_grad(ours, p, t, **kw)
+        want, want_grad = value_and_grad(lambda a, b: theirs(a, b), p, t)
+        torch.testing.assert_close(loss, want, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(grad, want_grad, rtol=1e-10, atol=1e-14)
+
+
+def test_multiclass_labels_match_monai_one_hot(backend):
+    losses = pytest.importorskip("monai.losses")
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    lab = torch.randint(0, 3, (2, 8, 8))
+    m = losses.SoftclDiceLoss(iter_=3, softmax=True, include_background=False, to_onehot_y=True)
+    torch.testing.assert_close(cldice_loss(x, lab, mode="multiclass", include_background=False),
+                               m(x, lab.unsqueeze(1)), rtol=1e-12, atol=1e-14)
+
+
+def test_float32_and_channels_last(backend):
+    x = torch.randn(2, 2, 8, 8).to(memory_format=torch.channels_last)
+    compare_to_reference(cldice_loss, ref.cldice_loss, x, _target(x.shape, "multilabel"), mode="multilabel")
+
+
+def test_gradcheck(backend):
+    """fp64 on a tiny input; random values keep every min/max away from ties. fast_mode (random
+    projections, a few forwards) since each forward on the interpreter costs ~0.3 s."""
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    t = _target(x.shape, "multilabel").double()
+    assert torch.autograd.gradcheck(lambda a: cldice_loss(a, t, mode="multilabel", iterations=2), (x,),
+                                    fast_mode=True)
+    lab = torch.randint(0, 3, (1, 4, 4, 4))
+    x3 = torch.randn(1, 3, 4, 4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a: dice_cldice_loss(a, lab, mode="multiclass", iterations=1), (x3,),
+                                    fast_mode=True)
+
+
+def test_hand_derived_small_case(backend):
+    """A 1x3 bar of ones in a 3x3 zero image, probabilities given: erosion empties it, so the
+    skeleton of the target is the bar itself (S_T = T); with P = T, tprec = tsens = 1."""
+    t = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
+    t[0, 0, 1] = 1.0
+    loss = cldice_loss(t.clone(), t, from_logits=False, iterations=1)
+    torch.testing.assert_close(loss, torch.tensor(1 - 2 / (2 + 1e-4), dtype=torch.float64))
+    # P = 0: S_P = 0, tprec = 1 / 1, tsens = (0 + 1) / (3 + 1)
+    loss0 = cldice_loss(torch.zeros_like(t), t, from_logits=False, iterations=1)
+    tp, ts = 1.0, 0.25
+    torch.testing.assert_close(loss0, torch.tensor(1 - 2 * tp * ts / (tp + ts + 1e-4), dtype=torch.float64))
+
+
+def test_opcheck(backend):
+    from triton_segloss.cldice.ops import ClDiceOptions, cldice
+
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    lab = torch.randint(0, 3, (2, 6, 6))
+    t = _target(x.shape, "multilabel")
+    cases = [((x, lab), ClDiceOptions(mode="multiclass", include_background=False)),
+             ((x, t), ClDiceOptions(mode="multilabel", reduction="none", iterations=1)),
+             ((x, t), ClDiceOptions(mode="multilabel", reduction="sum", alpha=0.5))]
+    for tensors, o in cases[:2]:  # each opcheck runs the op ~6 times (interpreter: ~1 s each)
+        torch.library.opcheck(cldice.forward_op, (*tensors, *o))
+    for tensors, o in cases[1:2]:
+        g = torch.randn(2) if o.reduction == "none" else torch.tensor(0.7)
+        torch.library.opcheck(cldice.backward_op, (g, tensors[0].detach(), tensors[1], *o))
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_compile_fullgraph(backend, dynamic):
+    x = torch.randn(2, 1, 8, 8)
+    t = _target(x.shape, "binary")
+    compiled_matches_eager(dice_cldice_loss, x, t)
+    if dynamic:
+        torch._dynamo.reset()
+        f = torch.compile(lambda a, b: cldice_loss(a, b, reduction="none").sum(), fullgraph=True, dynamic=True,
+                          backend="aot_eager")
+        for shape in ((2, 1, 8, 8), (3, 1, 7, 9)):
+            xs, ts = torch.randn(shape), _target(shape, "binary")
+            torch.testing.assert_close(f(xs, ts), cldice_loss(xs, ts, reduction="none").sum(), rtol=1e-6, atol=1e-7)
+
+
+def test_forward_launches_and_syncs():
+    """Forward on the CUDA code path: the fused skeleton kernel + the finisher, no host sync.
+    (The backward is not fused yet: it is the PyTorch path's reverse pass; see kernels.py.)"""
+    from bench import launches
+
+    x = torch.randn(2, 3, 8, 8)
+    lab = torch.randint(0, 3, (2, 8, 8))
+    step = launches.count_step(lambda a, b: cldice_loss(a, b, mode="multiclass"), x, lab, backward=True)
+    assert step.forward.launches == 2 and step.forward.syncs == 0, step.forward.ops
+    assert step.backward.syncs == 0, step.backward.ops
+
+
+# ---- bad input -------------------------------------------------------------
+
+def test_bad_input():
+    x = torch.randn(2, 1, 6, 6)
+    with pytest.raises(ValueError, match=r"target.*\(2, 1, 6, 6\).*\(2, 1, 6, 5\)"):
+        cldice_loss(x, torch.rand(2, 1, 6, 5))
+    with pytest.raises(ValueError, match=r"2D \(N, C, H, W\) or 3D"):
+        cldice_loss(torch.randn(1, 1, 2, 2, 2, 2), torch.rand(1, 1, 2, 2, 2, 2))
+    with pytest.raises(ValueError, match=r"logits must have shape \(N, C, \*spatial\) with at least 4 dims"):
+        cldice_loss(torch.randn(2, 1, 6), torch.rand(2, 1, 6))
+    with pytest.raises(ValueError, match="mode='binary' needs logits with C == 1"):
+        cldice_loss(torch.randn(2, 2, 6, 6), torch.rand(2, 2, 6, 6))
+    with pytest.raises(TypeError, match="iterations must be an int"):
+        cldice_loss(x, torch.rand(2, 1, 6, 6), iterations=2.0)
+    with pytest.raises(ValueError, match="iterations must be >= 0"):
+        cldice_loss(x, torch.rand(2, 1, 6, 6), iterations=-1)
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
+        dice_cldice_loss(x, torch.rand(2, 1, 6, 6), alpha=1.5)
+    with pytest.raises(ValueError, match="from_logits=False"):
+        cldice_loss(x * 5, torch.rand(2, 1, 6, 6), from_logits=False)
+    with pytest.raises(TypeError, match="integer class labels"):
+        cldice_loss(torch.randn(2, 3, 6, 6), torch.rand(2, 6, 6), mode="multiclass")
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        cldice_loss(torch.randn(2, 3, 6, 6), torch.full((2, 6, 6), 3), mode="multiclass")
+    with pytest.raises(ValueError, match="target must hold values in"):
+        cldice_loss(x, torch.full((2, 1, 6, 6), 2.0))

@@ -1,0 +1,214 @@
+"""PyTorch path of the clDice family: the same functions and contract as ``kernels.py``.
+
+Soft skeleton (Shit et al. 2021, Algorithm 1, as MONAI's ``soft_skel``) from max pools:
+erosion = min of the (3, 1) and (1, 3) min pools (three axes in 3D), dilation = 3x3(x3)
+max pool, open = dilate(erode). The backward is written by hand: it recomputes the
+forward keeping the pools' indices and routes each gradient to the pool's arg-max
+(torch's own ``max_pool*_with_indices_backward``, first index on ties); at a tie of the
+erosion's axis pools the gradient goes to the first axis (torch's ``minimum`` would split
+it in halves; both end on the same pixel when the tie is one pixel seen twice).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from triton_segloss._core.validate import acc_dtype
+
+
+def _pool(x, k, pad):
+    if x.dim() == 4:
+        return F.max_pool2d(x, k, 1, pad, return_indices=True)
+    return F.max_pool3d(x, k, 1, pad, return_indices=True)
+
+
+def _pool_back(g, x, k, pad, idx):
+    if x.dim() == 4:
+        return torch.ops.aten.max_pool2d_with_indices_backward(g, x, list(k), [1, 1], list(pad), [1, 1], False, idx)
+    return torch.ops.aten.max_pool3d_with_indices_backward(g, x, list(k), [1] * 3, list(pad), [1] * 3, False, idx)
+
+
+def _axes(nd):
+    """(kernel, padding) of the erosion's axis pools for ``nd`` spatial dims."""
+    out = []
+    for a in range(nd):
+        k = [1] * nd
+        p = [0] * nd
+        k[a], p[a] = 3, 1
+        out.append((tuple(k), tuple(p)))
+    return out
+
+
+def _erode(x, tape):
+    nd = x.dim() - 2
+    best, which, saved = None, None, []
+    for a, (k, p) in enumerate(_axes(nd)):
+        v, idx = _pool(-x, k, p)
+        v = -v
+        saved.append((k, p, idx))
+        if best is None:
+            best, which = v, torch.zeros_like(v, dtype=torch.int8)
+        else:
+            take = v < best  # ties stay with the earlier axis
+            best = torch.where(take, v, best)
+            which = torch.where(take, torch.full_like(which, a), which)
+    if tape is not None:
+        tape.append(("erode", x, saved, which))
+    return best
+
+
+def _dilate(x, tape):
+    nd = x.dim() - 2
+    k, p = (3,) * nd, (1,) * nd
+    v, idx = _pool(x, k, p)
+    if tape is not None:
+        tape.append(("dilate", x, k, p, idx))
+    return v
+
+
+def soft_skel(img, iterations, tape=None):
+    """MONAI's ``soft_skel`` on (N, C, *spatial); ``tape`` (a list) records what the backward needs."""
+    e1 = _erode(img, tape)
+    skel = F.relu(img - _dilate(e1, tape))
+    levels = [(img, e1, None, None)]
+    for _ in range(iterations):
+        img = e1
+        e1 = _erode(img, tape)
+        delta = F.relu(img - _dilate(e1, tape))
+        prev = skel
+        skel = skel + F.relu(delta - skel * delta)
+        levels.append((img, e1, delta, prev))
+    return skel, levels
+
+
+def _skel_backward(g, img0, iterations):
+    """d<g, soft_skel(img0)>/d img0 by a hand-written reverse pass."""
+    tape = []
+    _, levels = soft_skel(img0, iterations, tape)
+    # tape per level: erode(img_k) then dilate(e_{k+1}); level k uses entries 2k, 2k+1
+    grad_img = [torch.zeros_like(img0) for _ in range(iterations + 2)]  # d/d img_k (img_{K+1} = last e1)
+    gs = g
+    for k in range(iterations, -1, -1):
+        img, e1, delta, prev = levels[k]
+        o = tape[2 * k + 1][4]
+        dil = _pool(e1, tape[2 * k + 1][2], tape[2 * k + 1][3])[0]
+        if k == 0:
+            gd = gs
+        else:
+            u = delta - prev * delta
+            on = u > 0
+            gd = torch.where(on, gs * (1 - prev), 0.0)
+            gs = gs + torch.where(on, -gs * delta, 0.0)
+        d_on = (img - dil) > 0
+        gdel = torch.where(d_on, gd, 0.0)
+        grad_img[k] = grad_img[k] + gdel
+        grad_img[k + 1] = grad_img[k + 1] + _pool_back(-gdel, e1, tape[2 * k + 1][2], tape[2 * k + 1][3], o)
+        del o
+    # erosions: img_{k+1} = erode(img_k), walked backwards
+    for k in range(iterations, -1, -1):
+        _, x, saved, which = tape[2 * k]
+        gk1 = grad_img[k + 1]
+        for a, (kk, p, idx) in enumerate(saved):
+            ga = torch.where(which == a, gk1, 0.0)
+            grad_img[k] = grad_img[k] + _pool_back(-ga, -x, kk, p, idx) * -1.0
+    return grad_img[0]
+
+
+def _probs(x, o):
+    acc = acc_dtype(x.dtype)
+    xa = x.to(acc)
+    if not o.from_logits:
+        return xa
+    if o.mode == "multiclass":
+        return torch.softmax(xa, dim=1)
+    return torch.sigmoid(xa)
+
+
+def _onehot(x, t, o):
+    acc = acc_dtype(x.dtype)
+    if o.mode == "multiclass":
+        c = torch.arange(x.shape[1], device=x.device).view((1, -1) + (1,) * (x.dim() - 2))
+        return (t.unsqueeze(1).long() == c).to(acc)
+    return t.to(acc).view(x.shape)
+
+
+def _first(x, o):
+    return 1 if (not o.include_background and x.shape[1] > 1) else 0
+
+
+def _terms(p, t, o):
+    """Per-image sums [A, B, A2, B2] and per-(image, class) Dice sums over the used channels."""
+    c0 = _first(p, o)
+    pu, tu = p[:, c0:], t[:, c0:]
+    sp, _ = soft_skel(pu, o.iterations)
+    st, _ = soft_skel(tu, o.iterations)
+    red = tuple(range(1, p.dim()))
+    sums = torch.stack([(sp * tu).sum(red), sp.sum(red), (st * pu).sum(red), st.sum(red)])
+    red2 = tuple(range(2, p.dim()))
+    dice = torch.stack([(pu * tu).sum(red2), pu.sum(red2), tu.sum(red2)])
+    return sums, dice, sp, st, pu, tu, c0
+
+
+def _cl(sums, o):
+    a, b, a2, b2 = sums
+    tp = (a + o.smooth) / (b + o.smooth)
+    ts = (a2 + o.smooth) / (b2 + o.smooth)
+    return tp, ts, 1.0 - 2.0 * tp * ts / (tp + ts + o.eps)
+
+
+def _reduce(v, reduction):
+    if reduction == "mean":
+        return v.mean()
+    if reduction == "sum":
+        return v.sum()
+    return v
+
+
+def forward(x, t, o):
+    """The loss: 0-d, or (N,) per image for reduction "none" (clDice only). See ``ops.py``."""
+    p = _probs(x, o)
+    sums, dice, *_ = _terms(p, _onehot(x, t, o), o)
+    cl = _reduce(_cl(sums, o)[2], o.reduction)
+    if o.alpha is None:
+        return cl
+    inter, ps, ts = dice
+    d = 1.0 - (2.0 * inter + o.smooth) / (ps + ts + o.smooth)
+    return (1.0 - o.alpha) * _reduce(d, o.reduction) + o.alpha * cl
+
+
+def backward(g, x, t, o):
+    """dLoss/dlogits with the logits' dtype and layout; ``g``: 0-d, or (N,) for "none"."""
+    acc = acc_dtype(x.dtype)
+    p = _probs(x, o)
+    tt = _onehot(x, t, o)
+    sums, dice, sp, st, pu, tu, c0 = _terms(p, tt, o)
+    a, b, a2, b2 = sums
+    tp, ts, _ = _cl(sums, o)
+    n = x.shape[0]
+    g = g.to(acc)
+    gn = g.expand(n) / n if o.reduction == "mean" else g.expand(n)
+    w_cl = gn if o.alpha is None else gn * o.alpha
+    den = (tp + ts + o.eps) ** 2
+    g_tp = w_cl * (-2.0 * ts * (ts + o.eps) / den)
+    g_ts = w_cl * (-2.0 * tp * (tp + o.eps) / den)
+    shape = (n,) + (1,) * (x.dim() - 1)
+    g_sp = (g_tp / (b + o.smooth)).view(shape) * (tu - tp.view(shape))
+    gp = (g_ts / (b2 + o.smooth)).view(shape) * st + _skel_backward(g_sp, pu, o.iterations)
+    if o.alpha is not None:
+        inter, ps, tsum = dice
+        dd = ps + tsum + o.smooth
+        nc = inter.numel()
+        gd = (g.expand(n, 1) / nc if o.reduction == "mean" else g.expand(n, 1)) * (1.0 - o.alpha)
+        gd = gd.expand(n, inter.shape[1])
+        cshape = gd.shape + (1,) * (x.dim() - 2)
+        gp = gp + (gd * (-2.0 / dd)).view(cshape) * tu + (gd * (2.0 * inter + o.smooth) / dd ** 2).view(cshape)
+    if c0:
+        gp = torch.cat([torch.zeros_like(gp[:, :1]), gp], dim=1)
+    if o.from_logits:
+        if o.mode == "multiclass":
+            gp = p * (gp - (p * gp).sum(1, keepdim=True))
+        else:
+            gp = gp * p * (1.0 - p)
+    out = torch.empty_like(x)
+    return out.copy_(gp)
