@@ -592,3 +592,49 @@ def test_softmax_class_weight_bad():
         tsl.lovasz_softmax(xs, y, class_weight=[1.0, float("nan"), 1.0])
     with pytest.raises(TypeError, match="class_weight must be a sequence"):
         tsl.lovasz_softmax(xs, y, class_weight="abc")
+
+
+# ---- smp's LovaszLoss as a spec (binary, multilabel, multiclass) -----------------------
+
+def _smp_losses():
+    import importlib.util
+    import sys
+    import types
+
+    if "segmentation_models_pytorch" not in sys.modules:
+        spec = importlib.util.find_spec("segmentation_models_pytorch")
+        if spec is None:
+            pytest.skip("segmentation_models_pytorch not installed")
+        pkg = types.ModuleType("segmentation_models_pytorch")  # skip the package's model imports
+        pkg.__path__ = list(spec.submodule_search_locations)
+        sys.modules["segmentation_models_pytorch"] = pkg
+    import segmentation_models_pytorch.losses as L
+
+    return L
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("ignore", [None, 255])
+def test_matches_smp_lovasz_loss(backend, per_image, ignore):
+    """smp's LovaszLoss: binary and multilabel are one hinge problem per image (or batch) over
+    all C x spatial pixels, i.e. lovasz_hinge on logits.reshape(N, 1, -1); multiclass is
+    Berman's Lovasz-Softmax with classes='present'."""
+    L = _smp_losses()
+    # float32: smp's hinge builds its Jaccard gradient in float32 (a float64 input fails in its dot)
+    x = torch.randn(2, 3, 6, 5) * 2
+    t = _binary(x.shape, ignore=ignore)
+    want, want_g = value_and_grad(L.LovaszLoss("multilabel", per_image=per_image, ignore_index=ignore), x, t)
+    got, got_g = value_and_grad(lambda a, b: tsl.lovasz_hinge(a.reshape(2, 1, -1), b.reshape(2, 1, -1),
+                                                              per_image=per_image, ignore_index=ignore), x, t)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_g, want_g, rtol=1e-5, atol=1e-6)
+    xb, tb = x[:, :1], t[:, :1]
+    want, want_g = value_and_grad(L.LovaszLoss("binary", per_image=per_image, ignore_index=ignore), xb, tb)
+    got, got_g = value_and_grad(tsl.lovasz_hinge, xb, tb, per_image=per_image, ignore_index=ignore)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_g, want_g, rtol=1e-5, atol=1e-6)
+    y = _labels(x.shape, 3, ignore=ignore)
+    want, want_g = value_and_grad(L.LovaszLoss("multiclass", per_image=per_image, ignore_index=ignore), x, y)
+    got, got_g = value_and_grad(tsl.lovasz_softmax, x, y, per_image=per_image, ignore_index=ignore)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_g, want_g, rtol=1e-5, atol=1e-6)
