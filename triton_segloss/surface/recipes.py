@@ -1,0 +1,3 @@
+"""No blog recipe computes surface metrics; the metrics are in ``api``."""
+
+__all__: list = []
