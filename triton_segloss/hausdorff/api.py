@@ -64,8 +64,8 @@ def _check_mode(mode: str, logits: Tensor) -> None:
                          f"got {shape_str(logits)}")
 
 
-def _prepare(logits: Tensor, target: Tensor, mode: str, from_logits: bool):
-    """Checks; returns (t for the op, the target's bool mask (N, C, *spatial))."""
+def _prepare(logits: Tensor, target: Tensor, mode: str, from_logits: bool, want_mask: bool = True):
+    """Checks; returns (t for the op, the target's bool mask (N, C, *spatial), or None)."""
     check_logits(logits)
     _check_mode(mode, logits)
     n, c = logits.shape[:2]
@@ -73,12 +73,14 @@ def _prepare(logits: Tensor, target: Tensor, mode: str, from_logits: bool):
     if mode == "multiclass":
         t = multiclass_target_ns(logits, target)
         check_label_values(target, c, None)
-        cls = torch.arange(c, device=logits.device).view((1, c) + (1,) * len(spatial))
-        mt = t.view((n, 1) + spatial) == cls
+        mt = None
+        if want_mask:
+            cls = torch.arange(c, device=logits.device).view((1, c) + (1,) * len(spatial))
+            mt = t.view((n, 1) + spatial) == cls
     else:
         t = binary_target_ncs(logits, target)
         check_binary_values(target, None)
-        mt = t.view((n, c) + spatial) > 0.5
+        mt = t.view((n, c) + spatial) > 0.5 if want_mask else None
     if not from_logits:
         check_probabilities(logits)
     return t, mt
@@ -100,10 +102,13 @@ def _alpha(alpha) -> float:
     return a
 
 
-def _fields_of(masks: Sequence[Tensor], spacing) -> list[Tensor]:
-    """Each mask's DT(m) and DT(~m), from one EDT call on the stacked masks."""
+def _fields_of(masks: Sequence[Tensor], spacing, logits: Tensor) -> list[Tensor]:
+    """Each mask's DT(m) and DT(~m), from one EDT call on the stacked masks (float64 fields for
+    float64 logits: the EDT returns the mask's float dtype, float32 for a bool mask)."""
     c = masks[0].shape[1]
     stack = torch.cat([m for mk in masks for m in (mk, ~mk)], dim=1)
+    if logits.dtype == torch.float64:
+        stack = stack.to(torch.float64)
     d = _edt(stack, spacing)
     return [d[:, i * c:(i + 1) * c] for i in range(2 * len(masks))]
 
@@ -119,7 +124,7 @@ def _hausdorff_from_fields(logits: Tensor, target: Tensor, pred_field: Tensor, t
     """``hausdorff_dt_loss`` with the two distance fields given (``(N, C, *spatial)`` each;
     ``inf`` reads as 0). Tests and users who precompute the target's field use it."""
     check_reduction(reduction)
-    t, _ = _prepare(logits, target, mode, from_logits)
+    t, _ = _prepare(logits, target, mode, from_logits, want_mask=False)
     opts = DistanceLossOptions(kind="hausdorff", multiclass=mode == "multiclass", from_logits=bool(from_logits),
                                alpha=_alpha(alpha), skip_background=not include_background,
                                per_image=bool(per_image), reduction=reduction)
@@ -169,7 +174,7 @@ def hausdorff_dt_loss(
     check_reduction(reduction)
     t, mt = _prepare(logits, target, mode, from_logits)
     mp = _pred_mask(logits, mode, from_logits)
-    a, na, b, nb = _fields_of([mp, mt], None if spacing is None else tuple(float(v) for v in spacing))
+    a, na, b, nb = _fields_of([mp, mt], None if spacing is None else tuple(float(v) for v in spacing), logits)
     opts = DistanceLossOptions(kind="hausdorff", multiclass=mode == "multiclass", from_logits=bool(from_logits),
                                alpha=_alpha(alpha), skip_background=not include_background,
                                per_image=bool(per_image), reduction=reduction)
@@ -181,7 +186,7 @@ def _boundary_from_fields(logits: Tensor, target: Tensor, dist_to_target: Tensor
                           from_logits: bool = True, reduction: str = "mean") -> Tensor:
     """``boundary_loss`` with the target's two distance maps given (``inf`` where a class is empty)."""
     check_reduction(reduction)
-    t, _ = _prepare(logits, target, mode, from_logits)
+    t, _ = _prepare(logits, target, mode, from_logits, want_mask=False)
     opts = DistanceLossOptions(kind="boundary", multiclass=mode == "multiclass", from_logits=bool(from_logits),
                                skip_background=not include_background, per_image=bool(per_image),
                                reduction=reduction)
@@ -217,7 +222,7 @@ def boundary_loss(
     """
     check_reduction(reduction)
     t, mt = _prepare(logits, target, mode, from_logits)
-    fa, fb = _fields_of([mt], None if spacing is None else tuple(float(v) for v in spacing))
+    fa, fb = _fields_of([mt], None if spacing is None else tuple(float(v) for v in spacing), logits)
     opts = DistanceLossOptions(kind="boundary", multiclass=mode == "multiclass", from_logits=bool(from_logits),
                                skip_background=not include_background, per_image=bool(per_image),
                                reduction=reduction)
