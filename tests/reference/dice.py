@@ -373,3 +373,95 @@ def seed004_ce_dice_loss(output, target, smooth=1.0, reduction="mean", ignore_in
 
 def finite(x):
     return all(math.isfinite(v) for v in x.detach().flatten().tolist())
+
+
+# ---- the options for smp / MONAI users (names.md) --------------------------------
+
+def option_region_loss(logits, target, kind="dice", mode="binary", smooth=0.0, smooth_dr=None, eps=1e-7,
+                       per_image=False, class_weight=None, zero_absent=False, average="macro",
+                       normalize_class_weight=True, reduction="mean", alpha=0.5, beta=0.5, from_logits=True):
+    """Dice / Jaccard / Tversky / MCC with the new options, from first principles: loops over rows and
+    classes, explicit counts TP = sum p t, FP = sum p (1 - t), FN = sum (1 - p) t, TN = sum (1 - p)(1 - t)."""
+    p, t, valid = probs_targets(logits, target, mode, None, from_logits)
+    c = p.shape[1]
+    sd = smooth if smooth_dr is None else smooth_dr
+    cw = torch.ones(c, dtype=torch.float64) if class_weight is None else torch.as_tensor(class_weight).double()
+    rows = [(p[i:i + 1], t[i:i + 1]) for i in range(p.shape[0])] if per_image else [(p, t)]
+
+    def score(tp, fp, fn, tn, total):
+        if kind == "mcc":
+            tp, fp, fn, tn = tp + eps, fp + eps, fn + eps, tn + eps
+            return (tp * tn - fp * fn) / torch.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+        if float(total.detach()) == 0.0:
+            return tp * 0 + 1.0
+        if kind == "dice":
+            num, den = 2 * tp, 2 * tp + fp + fn
+        elif kind == "jaccard":
+            num, den = tp, tp + fp + fn
+        else:
+            num, den = tp, tp + alpha * fp + beta * fn
+        d = den + sd
+        if float(d.detach()) < eps:
+            d = d * 0 + eps
+        return (num + smooth) / d
+
+    out = []
+    for pr, tr in rows:
+        counts = []
+        for k in range(c):
+            pk, tk = pr[:, k], tr[:, k]
+            counts.append(torch.stack([(pk * tk).sum(), (pk * (1 - tk)).sum(), ((1 - pk) * tk).sum(),
+                                       ((1 - pk) * (1 - tk)).sum(), tk.sum(), pk.sum() + tk.sum()]))
+        counts = torch.stack(counts)  # (C, 6)
+        if average == "micro":
+            pooled = (cw[:, None] * counts).sum(0)
+            s = score(*pooled[:4], pooled[5])
+            loss = 1 - s
+            if zero_absent and float(pooled[4].detach()) == 0:
+                loss = loss * 0
+            out.append(loss)
+        else:
+            row = []
+            for k in range(c):
+                loss = 1 - score(*counts[k, :4], counts[k, 5])
+                if zero_absent and float(counts[k, 4].detach()) == 0:
+                    loss = loss * 0
+                row.append(loss)
+            out.append(torch.stack(row))
+    losses = torch.stack(out)
+    if average == "micro":
+        if reduction == "none":
+            return losses
+        return losses.sum() if reduction == "sum" else losses.mean()
+    if reduction == "none":
+        return losses * cw
+    if reduction == "sum":
+        return (losses * cw).sum()
+    div = cw.sum() if normalize_class_weight else c
+    return (losses * cw).sum() / (losses.shape[0] * div)
+
+
+def bce_pos_weight_smoothed(logits, target, pos_weight=None, label_smoothing=0.0):
+    """Mean BCE with a per-channel (or scalar) pos_weight and smoothed targets, by torch's own BCE."""
+    x = logits.double()
+    t = target.double().reshape(x.shape)
+    s = t * (1 - label_smoothing) + label_smoothing / 2
+    pw = None
+    if pos_weight is not None:
+        pw = torch.as_tensor(pos_weight, dtype=torch.float64)
+        if pw.dim() == 1:
+            pw = pw.view((1, -1) + (1,) * (x.dim() - 2))
+    return F.binary_cross_entropy_with_logits(x, s, pos_weight=pw)
+
+
+def onehot_sigmoid_focal(logits, labels, alpha=0.25, gamma=2.0):
+    """torchvision's sigmoid focal loss of every channel against the one-hot labels, mean over pixels x C."""
+    x = logits.double()
+    t = F.one_hot(labels.long(), x.shape[1]).movedim(-1, 1).double()
+    p = torch.sigmoid(x)
+    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    p_t = p * t + (1 - p) * (1 - t)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha is not None:
+        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
+    return loss.mean()
