@@ -19,7 +19,8 @@ import triton_segloss as tsl
 from triton_segloss._core.op import FusedOp
 
 PKG = os.path.dirname(tsl.__file__)
-FAMILIES = ["bce", "dice", "focal", "ce", "lovasz", "boundary", "ncut", "confusion"]
+FAMILIES = ["bce", "dice", "focal", "ce", "lovasz", "boundary", "ncut", "confusion",
+            "distance", "surface", "hausdorff", "cldice"]
 FILES = ["__init__.py", "api.py", "ops.py", "kernels.py", "torch_impl.py", "recipes.py"]
 
 

@@ -34,9 +34,15 @@ MODULES = {
     losses.BoundaryBCEDiceLoss: (tsl.boundary_bce_dice_loss, 2),
     losses.NCutLoss: (tsl.ncut_loss, 2),
     losses.MCCLoss: (mcc_loss, 2),
+    losses.HausdorffDTLoss: (tsl.hausdorff_dt_loss, 2),
+    losses.BoundaryLoss: (tsl.boundary_loss, 2),
+    losses.DiceBoundaryLoss: (tsl.dice_boundary_loss, 2),
+    losses.ClDiceLoss: (tsl.cldice_loss, 2),
+    losses.DiceClDiceLoss: (tsl.dice_cldice_loss, 2),
 }
 # public functions that are not losses and so have no module
-NOT_LOSSES = {"boundary_weight_map", "distance_transform", "signed_distance_transform"}
+# (BoundaryLossSchedule is the alpha schedule of dice_boundary_loss, a plain class)
+NOT_LOSSES = {"boundary_weight_map", "distance_transform", "signed_distance_transform", "BoundaryLossSchedule"}
 
 B = (2, 1, 6, 6)  # binary logits
 M = (2, 3, 6, 6)  # multiclass / multilabel logits

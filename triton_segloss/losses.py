@@ -36,11 +36,14 @@ from .dice import (
 from .focal import focal_loss
 from .lovasz import lovasz_hinge, lovasz_softmax
 from .ncut import ncut_loss
+from .hausdorff import boundary_loss, dice_boundary_loss, hausdorff_dt_loss
+from .cldice import cldice_loss, dice_cldice_loss
 
 __all__ = [
     "BCEWithLogitsLoss", "DiceLoss", "GeneralizedDiceLoss", "JaccardLoss", "TverskyLoss", "FocalLoss",
     "LovaszHingeLoss", "LovaszSoftmaxLoss", "CrossEntropyLoss", "BCEDiceLoss", "CEDiceLoss", "DiceFocalLoss",
     "BoundaryBCEDiceLoss", "NCutLoss", "MCCLoss",
+    "HausdorffDTLoss", "BoundaryLoss", "DiceBoundaryLoss", "ClDiceLoss", "DiceClDiceLoss",
 ]
 
 Mode = Literal["binary", "multiclass", "multilabel"]
@@ -972,3 +975,213 @@ class NCutLoss(_LossModule):
 
     def forward(self, probs: Tensor, image: Tensor) -> Tensor:
         return ncut_loss(probs, image, **self.options())
+
+
+# ---- distance-map losses (Hausdorff DT, boundary) ------------------------------------------------
+
+def _spacing(spacing) -> None:
+    if spacing is None:
+        return
+    values = [spacing] if _is_number(spacing) else list(spacing)
+    if any(finite_float(v, "spacing") <= 0 for v in values):
+        raise ValueError(f"spacing must be positive, got {spacing!r}")
+
+
+class HausdorffDTLoss(_LossModule):
+    """Distance-transform Hausdorff loss (Karimi & Salcudean 2019, as MONAI's
+    ``HausdorffDTLoss``); arguments as :func:`~triton_segloss.hausdorff_dt_loss`.
+
+    Args:
+        mode: ``"binary"``, ``"multilabel"`` (sigmoid) or ``"multiclass"`` (softmax, integer labels).
+        alpha: the exponent of the distance maps, >= 0.
+        include_background: keep channel 0 (dropped when False and C > 1).
+        per_image: ``"none"`` per image (True) or pooled over the batch (False).
+        from_logits: False when the input already holds probabilities.
+        spacing: voxel spacing of the distance maps (a number or one per spatial dim).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    ``forward(logits, target)`` as :class:`DiceLoss`.
+    """
+
+    _functional = staticmethod(hausdorff_dt_loss)
+
+    def __init__(
+        self,
+        mode: Mode = "binary",
+        *,
+        alpha: float = 2.0,
+        include_background: bool = False,
+        per_image: bool = False,
+        from_logits: bool = True,
+        spacing: Optional[Sequence[float]] = None,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        _mode(mode)
+        _reduction(reduction)
+        if finite_float(alpha, "alpha") < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        _spacing(spacing)
+        self._store(dict(mode=mode, alpha=alpha, include_background=include_background, per_image=per_image,
+                         from_logits=from_logits, spacing=spacing, reduction=reduction), {})
+
+
+class BoundaryLoss(_LossModule):
+    """Boundary loss (Kervadec et al. 2019): probabilities times the target's signed distance
+    map; arguments as :func:`~triton_segloss.boundary_loss`.
+
+    Args:
+        mode: ``"multiclass"`` (softmax, integer labels), ``"binary"`` or ``"multilabel"`` (sigmoid).
+        include_background: keep channel 0 (dropped when False and C > 1).
+        per_image: ``"none"`` per image (True) or pooled over the batch (False).
+        from_logits: False when the input already holds probabilities.
+        spacing: voxel spacing of the distance maps (a number or one per spatial dim).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    ``forward(logits, target)`` as :class:`DiceLoss`.
+    """
+
+    _functional = staticmethod(boundary_loss)
+
+    def __init__(
+        self,
+        mode: Mode = "multiclass",
+        *,
+        include_background: bool = False,
+        per_image: bool = False,
+        from_logits: bool = True,
+        spacing: Optional[Sequence[float]] = None,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        _mode(mode)
+        _reduction(reduction)
+        _spacing(spacing)
+        self._store(dict(mode=mode, include_background=include_background, per_image=per_image,
+                         from_logits=from_logits, spacing=spacing, reduction=reduction), {})
+
+
+class DiceBoundaryLoss(_LossModule):
+    """``(1 - alpha) * region + alpha * boundary`` (Kervadec et al.'s rebalancing); arguments as
+    :func:`~triton_segloss.dice_boundary_loss`. Set ``module.alpha`` each epoch, e.g. from a
+    :class:`~triton_segloss.BoundaryLossSchedule`.
+
+    Args:
+        mode: ``"multiclass"``, ``"binary"`` or ``"multilabel"``.
+        alpha: the boundary term's weight in [0, 1].
+        region: ``"generalized_dice"`` (the paper's) or ``"dice"``.
+        include_background: keep channel 0 in the boundary term.
+        from_logits: False when the input already holds probabilities.
+        spacing: voxel spacing of the distance maps.
+
+    ``forward(logits, target)`` as :class:`DiceLoss`.
+    """
+
+    _functional = staticmethod(dice_boundary_loss)
+
+    def __init__(
+        self,
+        mode: Mode = "multiclass",
+        *,
+        alpha: float,
+        region: Literal["generalized_dice", "dice"] = "generalized_dice",
+        include_background: bool = False,
+        from_logits: bool = True,
+        spacing: Optional[Sequence[float]] = None,
+    ) -> None:
+        super().__init__()
+        _mode(mode)
+        if not 0.0 <= finite_float(alpha, "alpha") <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if region not in ("generalized_dice", "dice"):
+            raise ValueError(f"region must be one of ('generalized_dice', 'dice'), got {region!r}")
+        _spacing(spacing)
+        self._store(dict(mode=mode, alpha=alpha, region=region, include_background=include_background,
+                         from_logits=from_logits, spacing=spacing), {})
+
+
+# ---- clDice ------------------------------------------------------------------------------------
+
+def _cldice_checks(mode, iterations, smooth, eps, reduction) -> None:
+    _mode(mode)
+    _reduction(reduction)
+    if isinstance(iterations, bool) or not isinstance(iterations, int):
+        raise TypeError(f"iterations must be an int, got {iterations!r}")
+    if iterations < 0:
+        raise ValueError(f"iterations must be >= 0, got {iterations}")
+    finite_float(smooth, "smooth")
+    if finite_float(eps, "eps") <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+
+
+class ClDiceLoss(_LossModule):
+    """Soft clDice (Shit et al. 2021, as MONAI's ``SoftclDiceLoss``); arguments as
+    :func:`~triton_segloss.cldice_loss`.
+
+    Args:
+        mode: ``"binary"``, ``"multilabel"`` (sigmoid) or ``"multiclass"`` (softmax, integer labels).
+        iterations: soft-skeleton iterations.
+        smooth: added to the numerators and denominators of Tprec and Tsens.
+        eps: added to the denominator of the final ratio.
+        include_background: keep channel 0 (as MONAI 1.6, default True).
+        from_logits: False when the input already holds probabilities (MONAI's input).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per image).
+
+    ``forward(logits, target)`` as :class:`DiceLoss`.
+    """
+
+    _functional = staticmethod(cldice_loss)
+
+    def __init__(
+        self,
+        mode: Mode = "binary",
+        *,
+        iterations: int = 3,
+        smooth: float = 1.0,
+        eps: float = 1e-4,
+        include_background: bool = True,
+        from_logits: bool = True,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        _cldice_checks(mode, iterations, smooth, eps, reduction)
+        self._store(dict(mode=mode, iterations=iterations, smooth=smooth, eps=eps,
+                         include_background=include_background, from_logits=from_logits, reduction=reduction), {})
+
+
+class DiceClDiceLoss(_LossModule):
+    """``(1 - alpha) * Dice + alpha * clDice`` (MONAI's ``SoftDiceclDiceLoss``); arguments as
+    :func:`~triton_segloss.dice_cldice_loss`.
+
+    Args:
+        mode: ``"binary"``, ``"multilabel"`` or ``"multiclass"``.
+        iterations: soft-skeleton iterations.
+        alpha: the clDice term's weight.
+        smooth: Dice and clDice smoothing.
+        eps: added to the denominator of clDice's final ratio.
+        include_background: keep channel 0.
+        from_logits: False when the input already holds probabilities.
+        reduction: ``"mean"`` or ``"sum"``.
+
+    ``forward(logits, target)`` as :class:`DiceLoss`.
+    """
+
+    _functional = staticmethod(dice_cldice_loss)
+
+    def __init__(
+        self,
+        mode: Mode = "binary",
+        *,
+        iterations: int = 3,
+        alpha: float = 0.5,
+        smooth: float = 1.0,
+        eps: float = 1e-4,
+        include_background: bool = True,
+        from_logits: bool = True,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        _cldice_checks(mode, iterations, smooth, eps, reduction)
+        finite_float(alpha, "alpha")
+        self._store(dict(mode=mode, iterations=iterations, alpha=alpha, smooth=smooth, eps=eps,
+                         include_background=include_background, from_logits=from_logits, reduction=reduction), {})

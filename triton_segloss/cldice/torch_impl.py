@@ -67,7 +67,7 @@ def _dilate(x, tape):
     return v
 
 
-def soft_skel(img, iterations, tape=None):
+def _soft_skel(img, iterations, tape=None):
     """MONAI's ``soft_skel`` on (N, C, *spatial); ``tape`` (a list) records what the backward needs."""
     e1 = _erode(img, tape)
     skel = F.relu(img - _dilate(e1, tape))
@@ -85,7 +85,7 @@ def soft_skel(img, iterations, tape=None):
 def _skel_backward(g, img0, iterations):
     """d<g, soft_skel(img0)>/d img0 by a hand-written reverse pass."""
     tape = []
-    _, levels = soft_skel(img0, iterations, tape)
+    _, levels = _soft_skel(img0, iterations, tape)
     # tape per level: erode(img_k) then dilate(e_{k+1}); level k uses entries 2k, 2k+1
     grad_img = [torch.zeros_like(img0) for _ in range(iterations + 2)]  # d/d img_k (img_{K+1} = last e1)
     gs = g
@@ -141,8 +141,8 @@ def _terms(p, t, o):
     """Per-image sums [A, B, A2, B2] and per-(image, class) Dice sums over the used channels."""
     c0 = _first(p, o)
     pu, tu = p[:, c0:], t[:, c0:]
-    sp, _ = soft_skel(pu, o.iterations)
-    st, _ = soft_skel(tu, o.iterations)
+    sp, _ = _soft_skel(pu, o.iterations)
+    st, _ = _soft_skel(tu, o.iterations)
     red = tuple(range(1, p.dim()))
     sums = torch.stack([(sp * tu).sum(red), sp.sum(red), (st * pu).sum(red), st.sum(red)])
     red2 = tuple(range(2, p.dim()))

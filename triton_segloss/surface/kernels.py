@@ -19,4 +19,4 @@ AOT_SPECS: list = []
 
 def surface_metric(pred, target, o):
     """(B, D0, D1, D2) masks -> (B,) metric per row; the distance transform runs on Triton."""
-    return _torch_impl.metric_with(pred, target, o, _edt_kernels.edt)
+    return _torch_impl._metric_with(pred, target, o, _edt_kernels.edt)

@@ -48,10 +48,10 @@ def _quantile(vals, cnt, q, acc):
 
 def surface_metric(pred, target, o):
     """(B, D0, D1, D2) masks -> (B,) metric per row (see ``api`` for the definitions and empties)."""
-    return metric_with(pred, target, o, edt_impl.edt)
+    return _metric_with(pred, target, o, edt_impl.edt)
 
 
-def metric_with(pred, target, o, edt):
+def _metric_with(pred, target, o, edt):
     """``surface_metric`` with the distance transform ``edt`` (this path's, or the Triton kernels')."""
     acc = acc_dtype(pred.dtype)
     B = pred.shape[0]
