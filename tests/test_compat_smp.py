@@ -9,6 +9,7 @@ expect NotImplementedError and turn into plain tests once the option exists.
 """
 
 import random
+import zlib
 
 import pytest
 import torch
@@ -50,10 +51,15 @@ def compare(name, mine, theirs, x, t, tol=TOL):
     dv = (a.double() - b.double()).abs().max().item() if a.numel() else 0.0
     ga = xa.grad if xa.grad is not None else torch.zeros_like(xa)
     gb = xb.grad if xb.grad is not None else torch.zeros_like(xb)
-    dg = (ga - gb).abs().max().item()
+    if not torch.isfinite(gb).all():
+        # the peer's gradient is NaN (smp's Tversky raises a zero mean to gamma < 1); ours is 0 there
+        assert torch.isfinite(ga).all(), (name, "NaN gradient")
+        _record(name + " (peer gradient NaN, skipped)", dv, 0.0)
+        ga, gb = ga[torch.isfinite(gb)], gb[torch.isfinite(gb)]
+    dg = (ga - gb).abs().max().item() if ga.numel() else 0.0
     _record(name, dv, dg)
     assert dv <= tol * max(1.0, b.double().abs().max().item()), (name, a, b)
-    assert dg <= tol * max(1.0, gb.abs().max().item()), (name, dg)
+    assert dg <= tol * max(1.0, gb.abs().max().item() if gb.numel() else 0.0), (name, dg)
 
 
 def _shape(rng):
@@ -106,7 +112,7 @@ def _region_configs(rng, name, k):
                    reason="needs dice_loss(zero_absent=...) (helper D)")
 @pytest.mark.parametrize("name", list(REGION))
 def test_region_losses_match_smp(name):
-    rng = random.Random(hash(name) % 1000)
+    rng = random.Random(zlib.crc32(name.encode()))  # str hash() differs per process
     cls, _ = REGION[name]
     peer = getattr(L, name)
     with tsl.use_backend("torch"):

@@ -150,7 +150,14 @@ class TverskyLoss(_Region):
             raise ValueError(f"y_true and y_pred must have the same batch size, got {tuple(y_true.shape)} "
                              f"and {tuple(y_pred.shape)}")
         loss = F.tversky_loss(y_pred, y_true, alpha=self.alpha, beta=self.beta, gamma=1.0, **self._kwargs(y_pred))
-        return loss if self.gamma == 1.0 else loss ** self.gamma
+        if self.gamma == 1.0:
+            return loss
+        if self.gamma < 1.0:
+            # d(m^gamma)/dm is infinite at m == 0 (smp's own gradient is NaN there, e.g. an empty
+            # binary target, whose loss smp zeroes): start the power at the smallest normal number,
+            # which changes the value by at most tiny^gamma (1e-29 in float32) and gives gradient 0
+            loss = loss.clamp_min(torch.finfo(loss.dtype).tiny)
+        return loss ** self.gamma
 
 
 class FocalLoss(nn.Module):
