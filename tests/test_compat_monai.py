@@ -119,7 +119,9 @@ def test_dice_ce_and_dice_focal_match_monai():
                 t = torch.randint(0, c, (2, 1, 6, 6)).double()
                 kw = dict(to_onehot_y=True, softmax=True, batch=rng.random() < 0.5,
                           include_background=rng.random() < 0.6, lambda_dice=rng.choice([1.0, 0.5]),
-                          lambda_ce=rng.choice([1.0, 2.0]))
+                          lambda_ce=rng.choice([1.0, 2.0]), label_smoothing=rng.choice([0.0, 0.1, 0.3]))
+                if rng.random() < 0.4:
+                    kw["weight"] = torch.rand(c, dtype=torch.float64) + 0.5
                 compare("DiceCELoss" + (" (triton)" if backend == "triton" else ""), ours.DiceCELoss(**kw),
                         M.DiceCELoss(**kw), x, t)
                 m = (torch.rand(2, c, 6, 6) < 0.4).double()

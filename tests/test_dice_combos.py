@@ -23,6 +23,9 @@ CE_OPTS = [
     {"per_image": True, "reduction": "none", "weight": "map", "ignore_index": 255},
     {"reduction": "sum", "classes": [1, 2, 3], "log_loss": True, "smooth": 0.5},
     {"class_weight": "cw", "squared": True, "lambda_dice": 3.0},
+    {"label_smoothing": 0.1, "ce_weight": [1.0, 2.0, 0.5, 3.0], "ignore_index": 255, "weight": "map"},
+    {"label_smoothing": 0.3, "per_image": True, "reduction": "none"},
+    {"label_smoothing": 1.0, "reduction": "sum"},
 ]
 FOCAL_OPTS = [
     {},
@@ -211,3 +214,21 @@ def test_bad_input():
         tsl.dice_focal_loss(x, y, mode="multiclass", gamma=-1.0)
     with pytest.raises(TypeError, match="integer class labels"):
         tsl.ce_dice_loss(x, torch.rand(2, 4, 4))
+
+
+def test_ce_dice_label_smoothing_is_torch_cross_entropy(backend):
+    """The CE term with label smoothing and class weights is torch's ``cross_entropy`` (the peer)."""
+    x = torch.randn(2, 4, 5, 6, dtype=torch.float64)
+    y = torch.randint(0, 4, (2, 5, 6))
+    y[0, 0] = 255
+    w = torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=torch.float64)
+    for eps in (0.0, 0.15, 1.0):
+        ours = tsl.ce_dice_loss(x, y, ce_weight=w, ignore_index=255, label_smoothing=eps, lambda_dice=0.0)
+        peer = torch.nn.functional.cross_entropy(x, y, weight=w, ignore_index=255, label_smoothing=eps)
+        assert torch.allclose(ours, peer, rtol=1e-12, atol=0), (eps, ours, peer)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_ce_dice_label_smoothing_range(bad):
+    with pytest.raises(ValueError, match="label_smoothing"):
+        tsl.ce_dice_loss(torch.randn(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), label_smoothing=bad)

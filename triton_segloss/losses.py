@@ -327,11 +327,13 @@ class DiceLoss(_LossModule):
         zero_absent: bool = False,
         average: Average = "macro",
         normalize_class_weight: bool = True,
+        soft_label: bool = False,
+        process_group: Optional["torch.distributed.ProcessGroup"] = None,
     ) -> None:
         super().__init__()
         classes = _region_checks(mode, smooth, eps, ignore_index, reduction, classes, smooth_dr, average)
         self._store(
-            dict(mode=mode, smooth=smooth, eps=eps, squared=squared, per_image=per_image, classes=classes,
+            dict(process_group=process_group, soft_label=soft_label, mode=mode, smooth=smooth, eps=eps, squared=squared, per_image=per_image, classes=classes,
                  ignore_index=ignore_index, from_logits=from_logits, log_loss=log_loss, reduction=reduction,
                  smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
                  normalize_class_weight=normalize_class_weight),
@@ -369,11 +371,13 @@ class JaccardLoss(_LossModule):
         zero_absent: bool = False,
         average: Average = "macro",
         normalize_class_weight: bool = True,
+        soft_label: bool = False,
+        process_group: Optional["torch.distributed.ProcessGroup"] = None,
     ) -> None:
         super().__init__()
         classes = _region_checks(mode, smooth, eps, ignore_index, reduction, classes, smooth_dr, average)
         self._store(
-            dict(mode=mode, smooth=smooth, eps=eps, squared=squared, per_image=per_image, classes=classes,
+            dict(process_group=process_group, soft_label=soft_label, mode=mode, smooth=smooth, eps=eps, squared=squared, per_image=per_image, classes=classes,
                  ignore_index=ignore_index, from_logits=from_logits, log_loss=log_loss, reduction=reduction,
                  smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
                  normalize_class_weight=normalize_class_weight),
@@ -417,6 +421,8 @@ class TverskyLoss(_LossModule):
         zero_absent: bool = False,
         average: Average = "macro",
         normalize_class_weight: bool = True,
+        soft_label: bool = False,
+        process_group: Optional["torch.distributed.ProcessGroup"] = None,
     ) -> None:
         super().__init__()
         a, b, g = (finite_float(v, k) for v, k in ((alpha, "alpha"), (beta, "beta"), (gamma, "gamma")))
@@ -426,7 +432,7 @@ class TverskyLoss(_LossModule):
             raise ValueError(f"log_loss=True takes -log(TI) and cannot be combined with gamma={g}")
         classes = _region_checks(mode, smooth, eps, ignore_index, reduction, classes, smooth_dr, average)
         self._store(
-            dict(mode=mode, alpha=alpha, beta=beta, gamma=gamma, smooth=smooth, eps=eps, squared=squared,
+            dict(process_group=process_group, soft_label=soft_label, mode=mode, alpha=alpha, beta=beta, gamma=gamma, smooth=smooth, eps=eps, squared=squared,
                  per_image=per_image, classes=classes, ignore_index=ignore_index, from_logits=from_logits,
                  log_loss=log_loss, reduction=reduction,
                  smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
@@ -467,13 +473,15 @@ class GeneralizedDiceLoss(_LossModule):
         reduction: Reduction = "mean",
         weight_type: WeightType = "square",
         smooth_dr: Optional[float] = None,
+        soft_label: bool = False,
+        process_group: Optional["torch.distributed.ProcessGroup"] = None,
     ) -> None:
         super().__init__()
         if weight_type not in ("square", "simple", "uniform"):
             raise ValueError(f"weight_type must be 'square', 'simple' or 'uniform', got {weight_type!r}")
         classes = _region_checks(mode, smooth, eps, ignore_index, reduction, classes, smooth_dr)
         self._store(
-            dict(mode=mode, smooth=smooth, eps=eps, squared=squared, per_image=per_image, classes=classes,
+            dict(process_group=process_group, soft_label=soft_label, mode=mode, smooth=smooth, eps=eps, squared=squared, per_image=per_image, classes=classes,
                  ignore_index=ignore_index, from_logits=from_logits, log_loss=log_loss, reduction=reduction,
                  weight_type=weight_type, smooth_dr=smooth_dr),
             dict(weight=_pixel_map(weight, "weight"), class_weight=_vector(class_weight, "class_weight")),
@@ -525,6 +533,7 @@ class BCEDiceLoss(_LossModule):
         normalize_class_weight: bool = True,
         pos_weight: Union[float, Sequence[float], Tensor, None] = None,
         label_smoothing: float = 0.0,
+        process_group: Optional["torch.distributed.ProcessGroup"] = None,
     ) -> None:
         super().__init__()
         ls = finite_float(label_smoothing, "label_smoothing")
@@ -539,7 +548,7 @@ class BCEDiceLoss(_LossModule):
                              f"use ce_dice_loss for multiclass")
         classes = _region_checks(mode, smooth, eps, ignore_index, reduction, classes, smooth_dr, average)
         self._store(
-            dict(mode=mode, lambda_bce=lambda_bce, lambda_dice=lambda_dice, smooth=smooth, eps=eps, squared=squared,
+            dict(process_group=process_group, mode=mode, lambda_bce=lambda_bce, lambda_dice=lambda_dice, smooth=smooth, eps=eps, squared=squared,
                  per_image=per_image, classes=classes, ignore_index=ignore_index, log_loss=log_loss,
                  reduction=reduction,
                  smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
@@ -556,7 +565,8 @@ class CEDiceLoss(_LossModule):
     Args:
         lambda_ce: weight of the cross-entropy term.
         lambda_dice: weight of the Dice term.
-        ce_weight: the cross entropy's class weights, a sequence or a ``(C,)`` tensor (a buffer).""" \
+        ce_weight: the cross entropy's class weights, a sequence or a ``(C,)`` tensor (a buffer).
+        label_smoothing: the cross entropy's, in [0, 1] (torch's ``cross_entropy`` semantics).""" \
         + _COMBO_ARGS + """
 
     ``forward(logits, target)``: logits ``(N, C, *spatial)``, integer labels ``(N, *spatial)``.
@@ -584,17 +594,22 @@ class CEDiceLoss(_LossModule):
         zero_absent: bool = False,
         average: Average = "macro",
         normalize_class_weight: bool = True,
+        label_smoothing: float = 0.0,
+        process_group: Optional["torch.distributed.ProcessGroup"] = None,
     ) -> None:
         super().__init__()
         _reduction(reduction)
         _lambdas(reduction, per_image, lambda_ce=lambda_ce, lambda_dice=lambda_dice)
         classes = _region_checks("multiclass", smooth, eps, ignore_index, reduction, classes, smooth_dr, average)
+        ls = finite_float(label_smoothing, "label_smoothing")
+        if not 0.0 <= ls <= 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1], got {ls}")
         self._store(
-            dict(lambda_ce=lambda_ce, lambda_dice=lambda_dice, smooth=smooth, eps=eps, squared=squared,
+            dict(process_group=process_group, lambda_ce=lambda_ce, lambda_dice=lambda_dice, smooth=smooth, eps=eps, squared=squared,
                  per_image=per_image, classes=classes, ignore_index=ignore_index, log_loss=log_loss,
                  reduction=reduction,
                  smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
-                 normalize_class_weight=normalize_class_weight),
+                 normalize_class_weight=normalize_class_weight, label_smoothing=label_smoothing),
             dict(ce_weight=_vector(ce_weight, "ce_weight"), weight=_pixel_map(weight, "weight"),
                  class_weight=_vector(class_weight, "class_weight")),
         )
@@ -642,6 +657,7 @@ class DiceFocalLoss(_LossModule):
         average: Average = "macro",
         normalize_class_weight: bool = True,
         focal_use_softmax: bool = True,
+        process_group: Optional["torch.distributed.ProcessGroup"] = None,
     ) -> None:
         super().__init__()
         _reduction(reduction)
@@ -651,7 +667,7 @@ class DiceFocalLoss(_LossModule):
             raise TypeError("alpha must be a number or None with focal_use_softmax=False")
         classes = _region_checks(mode, smooth, eps, ignore_index, reduction, classes, smooth_dr, average)
         self._store(
-            dict(mode=mode, lambda_dice=lambda_dice, lambda_focal=lambda_focal, gamma=gamma, smooth=smooth, eps=eps,
+            dict(process_group=process_group, mode=mode, lambda_dice=lambda_dice, lambda_focal=lambda_focal, gamma=gamma, smooth=smooth, eps=eps,
                  squared=squared, per_image=per_image, classes=classes, ignore_index=ignore_index,
                  log_loss=log_loss, reduction=reduction,
                  smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
@@ -698,13 +714,14 @@ class MCCLoss(_LossModule):
         average: Average = "macro",
         normalize_class_weight: bool = True,
         reduction: Reduction = "mean",
+        process_group: Optional["torch.distributed.ProcessGroup"] = None,
     ) -> None:
         super().__init__()
         if finite_float(eps, "eps") < 0:
             raise ValueError(f"eps must be >= 0, got {float(eps)}")
         classes = _region_checks(mode, 0.0, eps, ignore_index, reduction, classes, None, average)
         self._store(
-            dict(mode=mode, eps=eps, per_image=per_image, classes=classes, ignore_index=ignore_index,
+            dict(process_group=process_group, mode=mode, eps=eps, per_image=per_image, classes=classes, ignore_index=ignore_index,
                  from_logits=from_logits, zero_absent=zero_absent, average=average,
                  normalize_class_weight=normalize_class_weight, reduction=reduction),
             dict(class_weight=_vector(class_weight, "class_weight")),
@@ -1185,3 +1202,21 @@ class DiceClDiceLoss(_LossModule):
         finite_float(alpha, "alpha")
         self._store(dict(mode=mode, iterations=iterations, alpha=alpha, smooth=smooth, eps=eps,
                          include_background=include_background, from_logits=from_logits, reduction=reduction), {})
+
+
+_SOFT_DOC = """
+    ``soft_label``: soft (non 0/1) targets, intersection ``(P + T - sum w |p - t|) / 2``
+    (MONAI's ``soft_label``, smp's form); the same as ``sum w p t`` for 0/1 targets.
+    """
+for _cls in (DiceLoss, JaccardLoss, TverskyLoss, GeneralizedDiceLoss):
+    _cls.__doc__ += _SOFT_DOC
+
+_GROUP_DOC = """
+    ``process_group``: a ``torch.distributed`` group (e.g. ``torch.distributed.group.WORLD``)
+    across whose ranks the batch is pooled (``per_image=False``): every rank gets the loss of
+    the whole global batch, and DDP's gradient averaging gives the single-process gradient.
+    None (default): this rank's batch only. Kept as a plain attribute (not in ``state_dict``).
+    """
+for _cls in (DiceLoss, JaccardLoss, TverskyLoss, GeneralizedDiceLoss, BCEDiceLoss, CEDiceLoss, DiceFocalLoss, MCCLoss):
+    _cls.__doc__ += _GROUP_DOC
+del _cls

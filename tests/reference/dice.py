@@ -45,12 +45,27 @@ def weight_map(weight, shape):
     return w.expand(shape)
 
 
-def overlap(p, t, w, kind, squared=False, alpha=0.5, beta=0.5):
+def soft_intersection(p, t, w, squared=False):
+    """MONAI's soft_label intersection (smp's, linear): (||p|| + ||t|| - ||p - t||) / 2 in the
+    weighted L1 norm, or with squared L2 norms when ``squared``."""
+    if squared:
+        return ((w * p * p).sum() + (w * t * t).sum() - (w * (p - t) ** 2).sum()) / 2
+    return ((w * p).sum() + (w * t).sum() - (w * (p - t).abs()).sum()) / 2
+
+
+def overlap(p, t, w, kind, squared=False, alpha=0.5, beta=0.5, soft_label=False):
     """(numerator without smooth, denominator without smooth, P + T) of one (image, class) slice."""
     if squared:
         P, T = (w * p * p).sum(), (w * t * t).sum()
     else:
         P, T = (w * p).sum(), (w * t).sum()
+    if soft_label:
+        inter = soft_intersection(p, t, w, squared)
+        if kind == "dice":
+            return 2 * inter, P + T, P + T
+        if kind == "jaccard":
+            return inter, P + T - inter, P + T
+        return inter, inter + alpha * (P - inter) + beta * (T - inter), P + T
     inter = (w * p * t).sum()
     if kind == "dice":
         return 2 * inter, P + T, P + T
@@ -92,7 +107,8 @@ def _rows(p, t, w, valid, per_image):
 
 def region_loss(logits, target, kind="dice", mode="binary", smooth=0.0, eps=1e-7, squared=False,
                 per_image=False, weight=None, class_weight=None, classes=None, ignore_index=None,
-                from_logits=True, log_loss=False, reduction="mean", alpha=0.5, beta=0.5, gamma=1.0):
+                from_logits=True, log_loss=False, reduction="mean", alpha=0.5, beta=0.5, gamma=1.0,
+                soft_label=False):
     p, t, valid = probs_targets(logits, target, mode, ignore_index, from_logits)
     w = weight_map(weight, p.shape)
     c = p.shape[1]
@@ -102,7 +118,7 @@ def region_loss(logits, target, kind="dice", mode="binary", smooth=0.0, eps=1e-7
     for pr, tr, wr in _rows(p, t, w, valid, per_image):
         row = []
         for k in classes:
-            num, den, total = overlap(pr[k], tr[k], wr[k], kind, squared, alpha, beta)
+            num, den, total = overlap(pr[k], tr[k], wr[k], kind, squared, alpha, beta, soft_label)
             score = ratio(num, den, total, smooth, smooth, eps)
             if log_loss:
                 row.append(-torch.log(torch.clamp(score, min=eps)))
@@ -129,7 +145,7 @@ def tversky_loss(logits, target, alpha=0.5, beta=0.5, gamma=1.0, **kw):
 
 def generalized_dice_loss(logits, target, mode="binary", smooth=0.0, eps=1e-7, squared=False, per_image=False,
                           weight=None, class_weight=None, classes=None, ignore_index=None, from_logits=True,
-                          log_loss=False, reduction="mean", weight_type="square"):
+                          log_loss=False, reduction="mean", weight_type="square", soft_label=False):
     """MONAI's GeneralizedDiceLoss restated: class weights 1/T^2 from the target sums, an
     infinite weight replaced by the largest finite one of the same row."""
     p, t, valid = probs_targets(logits, target, mode, ignore_index, from_logits)
@@ -143,7 +159,8 @@ def generalized_dice_loss(logits, target, mode="binary", smooth=0.0, eps=1e-7, s
         for k in classes:
             pk = pr[k] * pr[k] if squared else pr[k]
             tk = tr[k] * tr[k] if squared else tr[k]
-            inter.append((wr[k] * pr[k] * tr[k]).sum())
+            inter.append(soft_intersection(pr[k], tr[k], wr[k], squared) if soft_label
+                         else (wr[k] * pr[k] * tr[k]).sum())
             psum.append((wr[k] * pk).sum())
             tsum.append((wr[k] * tk).sum())
         inter, psum, tsum = torch.stack(inter), torch.stack(psum), torch.stack(tsum)
@@ -189,22 +206,26 @@ def sigmoid_focal_elementwise(logits, target, alpha=0.25, gamma=2.0, ignore_inde
     return torch.where(valid, loss, torch.zeros_like(loss)), valid
 
 
-def softmax_pixel(logits, target, kind="ce", class_w=None, gamma=2.0, ignore_index=None, weight=None):
+def softmax_pixel(logits, target, kind="ce", class_w=None, gamma=2.0, ignore_index=None, weight=None,
+                  label_smoothing=0.0):
     """Per-pixel CE (kind "ce") or softmax focal (kind "focal") loss and the per-pixel class
-    weight of the label; pixel weight = the weight map at the label's channel."""
+    weight of the label; pixel weight = the weight map at the label's channel. CE with label
+    smoothing eps (torch's ``cross_entropy``): ``(1 - eps) cw_y (-log p_y) + eps / C sum_c cw_c (-log p_c)``."""
     x = logits.double()
     n, c = x.shape[:2]
     labels = target.long().reshape((n,) + tuple(x.shape[2:]))
     valid = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
     safe = torch.where(valid, labels, 0)
-    logp = torch.log_softmax(x, 1).gather(1, safe.unsqueeze(1)).squeeze(1)
-    if kind == "ce":
-        loss = -logp
-    else:
-        loss = -((1 - logp.exp()) ** gamma) * logp
+    logp_all = torch.log_softmax(x, 1)
+    logp = logp_all.gather(1, safe.unsqueeze(1)).squeeze(1)
     cw = torch.ones(c, dtype=torch.float64) if class_w is None else torch.as_tensor(class_w).double()
+    if kind == "ce":
+        wshape = (1, c) + (1,) * (x.dim() - 2)
+        loss = (1 - label_smoothing) * cw[safe] * -logp - label_smoothing / c * (logp_all * cw.view(wshape)).sum(1)
+    else:
+        loss = -((1 - logp.exp()) ** gamma) * logp * cw[safe]
     pw = weight_map(weight, x.shape).gather(1, safe.unsqueeze(1)).squeeze(1)
-    loss = loss * pw * cw[safe]
+    loss = loss * pw
     zero = torch.zeros_like(loss)
     return torch.where(valid, loss, zero), torch.where(valid, cw[safe], zero)
 
@@ -233,8 +254,9 @@ def _row_mean(none_losses, cw, classes, c):
 
 
 def ce_dice_loss(logits, target, lambda_ce=1.0, lambda_dice=1.0, ce_weight=None, weight=None,
-                 ignore_index=None, reduction="mean", per_image=False, **dice_kw):
-    ce, cwp = softmax_pixel(logits, target, "ce", ce_weight, ignore_index=ignore_index, weight=weight)
+                 ignore_index=None, reduction="mean", per_image=False, label_smoothing=0.0, **dice_kw):
+    ce, cwp = softmax_pixel(logits, target, "ce", ce_weight, ignore_index=ignore_index, weight=weight,
+                            label_smoothing=label_smoothing)
     dice = dice_loss(logits, target, mode="multiclass", weight=weight, ignore_index=ignore_index,
                      reduction=reduction, per_image=per_image, **dice_kw)
     if reduction == "none":

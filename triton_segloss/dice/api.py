@@ -34,6 +34,13 @@ Conventions shared by every function of the family:
   ``"sum"`` is ``sum(cw * loss)``, ``"none"`` returns ``cw * loss``.
 * ``reduction="none"`` returns ``(N, len(classes))`` per-image x per-class values, or
   ``(1, len(classes))`` when the batch is pooled (``per_image=False``).
+* ``process_group`` (a ``torch.distributed`` group, e.g. ``torch.distributed.group.WORLD``;
+  None: no sync) pools the batch across the ranks: the per-class sums of every rank's shard
+  are all-reduced before the ratio, so every rank gets the loss of the whole global batch
+  (``per_image=False`` only; shards may differ in size). The backward all-reduces the
+  upstream gradient: each rank's logits gradient is ``world_size`` times the derivative of
+  the global loss with respect to its shard, so DDP's averaging gives exactly the
+  single-process gradient of the whole batch.
 * Losses come back in float32 (float64 for float64 logits); the gradient has the
   logits' dtype and layout.
 """
@@ -44,6 +51,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from triton_segloss._core.dist import group_name
 from triton_segloss._core.validate import (
     as_ncs, binary_target_ncs, check_binary_values, check_label_values, check_logits, check_probabilities, check_reduction,
     finite_float, multiclass_target_ns, pixel_map_ncs, shape_str,
@@ -138,9 +146,13 @@ def _smooth_eps(smooth, eps) -> tuple[float, float]:
 
 def _run(logits: Tensor, target: Tensor, *, mode: str, weight=None, ignore_index=None, from_logits=True,
          classes=None, class_weight: ClassWeight = None, pixel_class_weight: ClassWeight = None,
-         pixel_class_weight_name: str = "ce_weight", pos_weight=None, **options) -> Tensor:
+         pixel_class_weight_name: str = "ce_weight", pos_weight=None, process_group=None, **options) -> Tensor:
     """Checks the inputs, builds the options and runs the op: the loss in its layout (``ops.out_shape``)."""
     check_logits(logits)
+    group = group_name(process_group)
+    if group is not None and options.get("per_image", False):
+        raise ValueError("process_group pools the batch across ranks and needs per_image=False; per-image losses "
+                         "need no sync (DDP's gradient averaging already matches the whole batch's mean)")
     _check_mode(mode, logits)
     multiclass = mode == "multiclass"
     n, c = logits.shape[:2]
@@ -161,7 +173,8 @@ def _run(logits: Tensor, target: Tensor, *, mode: str, weight=None, ignore_index
     pw, pw_list = _class_vector(pixel_class_weight, c, pixel_class_weight_name, logits)
     pb, pb_value = _pos_weight(pos_weight, c, logits)
     opts = DiceOptions(multiclass=multiclass, from_logits=bool(from_logits), ignore_index=ig, classes=idx,
-                       class_weight_list=cw_list, pixel_class_weight_list=pw_list, pos_weight_value=pb_value, **options)
+                       class_weight_list=cw_list, pixel_class_weight_list=pw_list, pos_weight_value=pb_value,
+                       process_group=group, **options)
     loss, _ = dice(as_ncs(logits, n, c), t, w, cw, pw, pb, opts)
     return loss
 
@@ -229,6 +242,8 @@ def dice_loss(
     zero_absent: bool = False,
     average: str = "macro",
     normalize_class_weight: bool = True,
+    soft_label: bool = False,
+    process_group: Optional["torch.distributed.ProcessGroup"] = None,
 ) -> Tensor:
     """Soft Dice loss ``1 - (2 I + smooth) / max(P + T + smooth, eps)`` per (image, class).
 
@@ -249,6 +264,11 @@ def dice_loss(
         from_logits: False when ``logits`` already holds probabilities (seed 003).
         log_loss: ``-log(max(dice, eps))`` instead of ``1 - dice``.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(N or 1, len(classes))``).
+        soft_label: soft (non 0/1) targets: ``I = sum w min(p, t) = (P + T - sum w |p - t|) / 2``
+            (MONAI's ``soft_label``, smp's intersection); the same as ``sum w p t`` for 0/1 targets
+            and for ``squared`` (then ``(P + T - sum w (p - t)^2) / 2``). Binary and multilabel.
+        process_group: pool the batch across the ranks of this ``torch.distributed`` group
+            (``per_image=False``; see the module notes). None: this rank's batch only.
 
     Empty classes (``P + T == 0``) score 1: loss 0 with zero gradient, for any ``smooth``.
 
@@ -262,7 +282,8 @@ def dice_loss(
                    per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
                    ignore_index=ignore_index, from_logits=from_logits, log_loss=bool(log_loss),
                    reduction=reduction, smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
-                   normalize_class_weight=normalize_class_weight)
+                   normalize_class_weight=normalize_class_weight, soft_label=bool(soft_label),
+                   process_group=process_group)
 
 
 def jaccard_loss(
@@ -285,6 +306,8 @@ def jaccard_loss(
     zero_absent: bool = False,
     average: str = "macro",
     normalize_class_weight: bool = True,
+    soft_label: bool = False,
+    process_group: Optional["torch.distributed.ProcessGroup"] = None,
 ) -> Tensor:
     """Soft Jaccard (IoU) loss ``1 - (I + smooth) / max(P + T - I + smooth, eps)``.
 
@@ -295,7 +318,8 @@ def jaccard_loss(
                    per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
                    ignore_index=ignore_index, from_logits=from_logits, log_loss=bool(log_loss),
                    reduction=reduction, smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
-                   normalize_class_weight=normalize_class_weight)
+                   normalize_class_weight=normalize_class_weight, soft_label=bool(soft_label),
+                   process_group=process_group)
 
 
 def tversky_loss(
@@ -321,6 +345,8 @@ def tversky_loss(
     zero_absent: bool = False,
     average: str = "macro",
     normalize_class_weight: bool = True,
+    soft_label: bool = False,
+    process_group: Optional["torch.distributed.ProcessGroup"] = None,
 ) -> Tensor:
     """Tversky loss ``(1 - TI)^gamma`` (focal Tversky for gamma != 1) with
 
@@ -341,7 +367,8 @@ def tversky_loss(
                    per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
                    ignore_index=ignore_index, from_logits=from_logits, log_loss=bool(log_loss),
                    reduction=reduction, alpha=alpha, beta=beta, gamma=gamma, smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
-                   normalize_class_weight=normalize_class_weight)
+                   normalize_class_weight=normalize_class_weight, soft_label=bool(soft_label),
+                   process_group=process_group)
 
 
 def generalized_dice_loss(
@@ -362,6 +389,8 @@ def generalized_dice_loss(
     reduction: str = "mean",
     weight_type: str = "square",
     smooth_dr: Optional[float] = None,
+    soft_label: bool = False,
+    process_group: Optional["torch.distributed.ProcessGroup"] = None,
 ) -> Tensor:
     """Generalized Dice (Sudre et al. 2017; MONAI's ``GeneralizedDiceLoss``), one value per row:
 
@@ -380,7 +409,8 @@ def generalized_dice_loss(
     return _region("generalized", logits, target, mode=mode, smooth=smooth, eps=eps, squared=bool(squared),
                    per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
                    ignore_index=ignore_index, from_logits=from_logits, log_loss=bool(log_loss),
-                   reduction=reduction, weight_type=weight_type, smooth_dr=smooth_dr)
+                   reduction=reduction, weight_type=weight_type, smooth_dr=smooth_dr, soft_label=bool(soft_label),
+                   process_group=process_group)
 
 
 # ---- fused combos ------------------------------------------------------------------------------
@@ -415,6 +445,7 @@ def bce_dice_loss(
     normalize_class_weight: bool = True,
     pos_weight: Union[float, Sequence[float], Tensor, None] = None,
     label_smoothing: float = 0.0,
+    process_group: Optional["torch.distributed.ProcessGroup"] = None,
 ) -> Tensor:
     """``lambda_bce * BCE + lambda_dice * Dice`` from one read of the logits per pass (albu's BCEDice).
 
@@ -440,7 +471,8 @@ def bce_dice_loss(
                    ignore_index=ignore_index, log_loss=bool(log_loss), reduction=reduction, pixel="xent",
                    lambda_pixel=lam["lambda_bce"], lambda_region=lam["lambda_dice"], pos_weight=pos_weight,
                    label_smoothing=label_smoothing, smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
-                   normalize_class_weight=normalize_class_weight)
+                   normalize_class_weight=normalize_class_weight,
+                   process_group=process_group)
 
 
 def ce_dice_loss(
@@ -464,6 +496,8 @@ def ce_dice_loss(
     zero_absent: bool = False,
     average: str = "macro",
     normalize_class_weight: bool = True,
+    label_smoothing: float = 0.0,
+    process_group: Optional["torch.distributed.ProcessGroup"] = None,
 ) -> Tensor:
     """``lambda_ce * CE + lambda_dice * Dice`` for integer labels; one softmax serves both terms.
 
@@ -471,15 +505,22 @@ def ce_dice_loss(
     times ``ce_weight[y]``; ``"mean"`` divides by ``sum ce_weight[y]`` over non-ignored
     pixels (torch's ``cross_entropy`` semantics; 0 when all are ignored), ``"sum"`` sums.
     Dice: :func:`dice_loss` with ``mode="multiclass"`` and the same arguments.
-    ``reduction="none"`` (needs ``per_image=True``) returns ``(N,)``.
+    ``reduction="none"`` (needs ``per_image=True``) returns ``(N,)``. ``label_smoothing`` ``eps``
+    (CE term only, torch's ``cross_entropy(label_smoothing=)`` and MONAI's ``DiceCELoss``):
+    ``(1 - eps) ce_weight[y] (-log p_y) + eps / C sum_c ce_weight[c] (-log p_c)`` per pixel, the
+    same denominator.
     """
     lam = _check_combo(reduction, per_image, {"lambda_ce": lambda_ce, "lambda_dice": lambda_dice})
+    label_smoothing = finite_float(label_smoothing, "label_smoothing")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
     return _region("dice", logits, target, mode="multiclass", smooth=smooth, eps=eps, squared=bool(squared),
                    per_image=bool(per_image), weight=weight, class_weight=class_weight, classes=classes,
                    ignore_index=ignore_index, log_loss=bool(log_loss), reduction=reduction, pixel="xent",
                    pixel_class_weight=ce_weight, pixel_weighs_count=True, lambda_pixel=lam["lambda_ce"],
-                   lambda_region=lam["lambda_dice"], smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
-                   normalize_class_weight=normalize_class_weight)
+                   lambda_region=lam["lambda_dice"], label_smoothing=label_smoothing, smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
+                   normalize_class_weight=normalize_class_weight,
+                   process_group=process_group)
 
 
 def dice_focal_loss(
@@ -506,6 +547,7 @@ def dice_focal_loss(
     average: str = "macro",
     normalize_class_weight: bool = True,
     focal_use_softmax: bool = True,
+    process_group: Optional["torch.distributed.ProcessGroup"] = None,
 ) -> Tensor:
     """``lambda_dice * Dice + lambda_focal * Focal`` from one read of the logits per pass (MONAI's DiceFocal).
 
@@ -548,7 +590,8 @@ def dice_focal_loss(
                    focal_alpha=scalar_alpha, focal_gamma=gamma, pixel_class_weight=class_alpha,
                    pixel_class_weight_name="alpha", lambda_pixel=lam["lambda_focal"],
                    lambda_region=lam["lambda_dice"], smooth_dr=smooth_dr, zero_absent=zero_absent, average=average,
-                   normalize_class_weight=normalize_class_weight)
+                   normalize_class_weight=normalize_class_weight,
+                   process_group=process_group)
 
 
 def mcc_loss(
@@ -566,6 +609,7 @@ def mcc_loss(
     average: str = "macro",
     normalize_class_weight: bool = True,
     reduction: str = "mean",
+    process_group: Optional["torch.distributed.ProcessGroup"] = None,
 ) -> Tensor:
     """Matthews correlation loss ``1 - MCC`` of the soft confusion counts (smp's ``MCCLoss``)::
 
@@ -585,7 +629,8 @@ def mcc_loss(
     return _region("mcc", logits, target, mode=mode, smooth=0.0, eps=eps, per_image=bool(per_image),
                    class_weight=class_weight, classes=classes, ignore_index=ignore_index, from_logits=from_logits,
                    reduction=reduction, zero_absent=zero_absent, average=average,
-                   normalize_class_weight=normalize_class_weight)
+                   normalize_class_weight=normalize_class_weight,
+                   process_group=process_group)
 
 
 # ---- internal interface for seed 001's boundary-weighted BCE + Dice ----------------------------

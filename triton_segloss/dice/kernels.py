@@ -30,6 +30,7 @@ import triton
 import triton.language as tl
 
 from triton_segloss._core.aot import aot_spec
+from triton_segloss._core.dist import all_reduce_sum
 from triton_segloss._core.jit import block_for, device_guard, row_tile, scalar, softplus, split_f64, tl_acc
 from triton_segloss._core.validate import acc_dtype
 
@@ -198,9 +199,12 @@ def _dice_sigmoid_fwd_kernel(
     FROM_LOGITS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr, LABEL_WEIGHT: tl.constexpr,
     SIGNED: tl.constexpr, SQUARED: tl.constexpr, W_POW_I: tl.constexpr, W_POW_PT: tl.constexpr,
     PIXEL: tl.constexpr, FOCAL_ALPHA: tl.constexpr, HARD: tl.constexpr, HAS_POS_W: tl.constexpr,
-    ACC: tl.constexpr, BLOCK: tl.constexpr,
+    SOFT_LABEL: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """Sigmoid per channel; one program sums BLOCK pixels of one (n, c) row into the five sums.
+
+    SOFT_LABEL: I = sum w min(p, t) = sum w (p + t - |p - t|) / 2 (MONAI's soft_label, smp's
+    intersection), equal to sum w p t for 0/1 targets.
 
     p = 1 / (1 + e^-x); with sp(x) = log(1 + e^x) = max(x, 0) + log(1 + e^-|x|) (no overflow,
     no cancellation) the pixel terms are
@@ -220,7 +224,10 @@ def _dice_sigmoid_fwd_kernel(
     if HARD:
         p = (p > scalar(th_hi, th_lo, ACC)).to(ACC)
     q, u = _signed(p, t, SIGNED)
-    i_sum = tl.sum(wi * q * u, axis=0)
+    if SOFT_LABEL:
+        i_sum = tl.sum(wi * tl.minimum(q, u), axis=0)
+    else:
+        i_sum = tl.sum(wi * q * u, axis=0)
     if SQUARED:
         p_sum = tl.sum(wp * q * q, axis=0)
         t_sum = tl.sum(wp * u * u, axis=0)
@@ -260,15 +267,19 @@ def _dice_softmax_fwd_kernel(
     lw0_hi, lw0_lo, lw1_hi, lw1_lo,  # label weight at t = 0 and at t = 1 (fp32 pairs)
     fg_hi, fg_lo,  # focal gamma (fp32 pair)
     fa_hi, fa_lo,  # sigmoid focal alpha (PIXEL 3, if FOCAL_ALPHA)
+    ls_hi, ls_lo,  # CE label smoothing eps (PIXEL 1, if LABEL_SMOOTH)
     FROM_LOGITS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr, LABEL_WEIGHT: tl.constexpr,
     SIGNED: tl.constexpr, SQUARED: tl.constexpr, W_POW_I: tl.constexpr, W_POW_PT: tl.constexpr,
-    PIXEL: tl.constexpr, FOCAL_ALPHA: tl.constexpr, ACC: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+    PIXEL: tl.constexpr, FOCAL_ALPHA: tl.constexpr, LABEL_SMOOTH: tl.constexpr, ACC: tl.constexpr,
+    C_PAD: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """Softmax over C in registers; one program sums a (C_PAD, BLOCK) tile of one image.
 
     With lse = log sum_c e^x_c, log p_y = x_y - lse and v = 1 - p_y = sum_{c != y} p_c
     (no cancellation):
         PIXEL 1 (CE):     l = -log p_y
+                          LABEL_SMOOTH: (1 - eps) (-log p_y) in the label's class, plus
+                          eps / C (lse - x_c) in every class c (torch's label smoothing)
         PIXEL 2 (focal):  l = -v^gamma log p_y
         PIXEL 3 (sigmoid focal per channel, t_c = [y = c]): l_c = alpha_t ce(x_c, t_c) d_c^gamma, in class c
     The pixel term (PIXEL 1, 2) lands in the label's class, L[c] = sum_{y_s = c} w[y_s, s] l_s, so the
@@ -310,6 +321,11 @@ def _dice_softmax_fwd_kernel(
             v = tl.sum(tl.where(hit, 0.0, e), axis=0) / z
             l = -tl.exp(scalar(fg_hi, fg_lo, ACC) * tl.log(tl.maximum(v, 1e-30))) * logp
         l_sum = tl.sum(tl.where(hit, (w_y * l)[None, :], 0.0), axis=1)
+        if PIXEL == 1 and LABEL_SMOOTH:
+            eps = scalar(ls_hi, ls_lo, ACC)
+            lse = mx + tl.log(z)
+            l_sum = (1.0 - eps) * l_sum + (eps / C) * tl.sum(
+                tl.where(live, w_y[None, :] * (lse[None, :] - x), 0.0), axis=1)
     nc = N.to(tl.int64) * C
     out = part_ptr + blk * (NSUMS_ * nc) + n * C + cls
     tl.store(out, i_sum, mask=cmask)
@@ -667,7 +683,7 @@ def _dice_sigmoid_bwd_kernel(
     x_ptr,  # logits (or probabilities), (N, C, S) strided
     t_ptr,  # target, (N, C, S) strided
     w_ptr,  # per-pixel weight (if HAS_WEIGHT)
-    coef_ptr,  # (N, C, 3) ACC from the finisher: dLoss/dI, dLoss/dP, dLoss/dL per unit upstream gradient
+    coef_ptr,  # (N or 1, C, 3) ACC from the finisher: dLoss/dI, dLoss/dP, dLoss/dL per unit upstream gradient
     g_ptr,  # upstream gradient of the loss, any layout (read at grad_layout's offsets)
     pos_ptr,  # int32 (C,) class places (if HAS_CLASSES)
     pb_ptr,  # BCE pos_weight per channel (C,), strided (if HAS_POS_W)
@@ -675,6 +691,7 @@ def _dice_sigmoid_bwd_kernel(
     C, S,
     n_blocks_s,
     stride_pb,
+    stride_coefn,  # 3 C; 0 when one row of coefficients serves every image (sums pooled across ranks)
     stride_xn, stride_xc, stride_xs,
     stride_tn, stride_tc, stride_ts,
     stride_wn, stride_wc, stride_ws,
@@ -686,11 +703,12 @@ def _dice_sigmoid_bwd_kernel(
     FROM_LOGITS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr, LABEL_WEIGHT: tl.constexpr,
     SIGNED: tl.constexpr, SQUARED: tl.constexpr, W_POW_I: tl.constexpr, W_POW_PT: tl.constexpr,
     PIXEL: tl.constexpr, FOCAL_ALPHA: tl.constexpr, PER_IMAGE: tl.constexpr, HAS_CLASSES: tl.constexpr,
-    HAS_POS_W: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr,
+    HAS_POS_W: tl.constexpr, SOFT_LABEL: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """With gI, gP, gL = coef[n, c] times the upstream gradient they feed, and m = dq/dp (2 if SIGNED):
 
         a   = dLoss/dp = m (gI wi u + gP wp (SQUARED ? 2 q : 1))
+              (SOFT_LABEL: u -> d min(q, u) / dq = (1 - sign(q - u)) / 2: 1 below t, 1/2 at p = t)
         dx  = a p (1 - p)                                               (FROM_LOGITS; else dx = a)
             + gL wl ((1 + (pw - 1) s) p - pw s)                          (PIXEL 1: dBCE/dx, s smoothed)
             + gL wl alpha_t [(p - t) d^g + ce g d^g (1 - 2t) p (1 - p) / d]   (PIXEL 2)
@@ -713,9 +731,12 @@ def _dice_sigmoid_bwd_kernel(
     else:
         pos = c
     g_r = tl.load(g_ptr + g_off_r + r * g_stride_r + pos * g_stride_c, mask=pos >= 0, other=0.0).to(ACC)
-    g_i = tl.load(coef_ptr + row * NCOEF_).to(ACC) * g_r
-    g_p = tl.load(coef_ptr + row * NCOEF_ + 1).to(ACC) * g_r
+    c_ptr = coef_ptr + n * stride_coefn + c * NCOEF_
+    g_i = tl.load(c_ptr).to(ACC) * g_r
+    g_p = tl.load(c_ptr + 1).to(ACC) * g_r
     q, u = _signed(p, t, SIGNED)
+    if SOFT_LABEL:
+        u = tl.where(q < u, 1.0, tl.where(q == u, 0.5, 0.0))  # d min(q, u) / dq
     if SQUARED:
         a = g_i * wi * u + g_p * wp * 2.0 * q
     else:
@@ -727,7 +748,7 @@ def _dice_sigmoid_bwd_kernel(
     else:
         dx = a
     if PIXEL != 0:
-        g_l = tl.load(coef_ptr + row * NCOEF_ + 2).to(ACC) * tl.load(g_ptr + g_off_p + n * g_stride_p).to(ACC)
+        g_l = tl.load(c_ptr + 2).to(ACC) * tl.load(g_ptr + g_off_p + n * g_stride_p).to(ACC)
         if PIXEL == 1:
             sm, pb = _bce_target(t, c, pb_ptr, stride_pb, pb_hi, pb_lo, ls_hi, ls_lo, HAS_POS_W, ACC)
             dx += g_l * wl * ((1.0 + (pb - 1.0) * sm) * p - pb * sm)
@@ -742,28 +763,30 @@ def _dice_softmax_bwd_kernel(
     x_ptr,  # logits (or probabilities), (N, C, S) strided
     y_ptr,  # integer labels, (N, S) strided
     w_ptr,  # per-pixel weight (if HAS_WEIGHT)
-    coef_ptr,  # (N, C, 3) ACC from the finisher: dLoss/dI, dLoss/dP, dLoss/dL per unit upstream gradient
+    coef_ptr,  # (N or 1, C, 3) ACC from the finisher: dLoss/dI, dLoss/dP, dLoss/dL per unit upstream gradient
     g_ptr,  # upstream gradient of the loss, any layout (read at grad_layout's offsets)
     pos_ptr,  # int32 (C,) class places (if HAS_CLASSES)
     dx_ptr,  # gradient out, (N, C, S) strided, logits' dtype
     N, C, S,
     n_blocks_s,
+    stride_coefn,  # 3 C; 0 when one row of coefficients serves every image (sums pooled across ranks)
     stride_xn, stride_xc, stride_xs,
     stride_yn, stride_ys,
     stride_wn, stride_wc, stride_ws,
     stride_dn, stride_dc, stride_ds,
     g_off_r, g_stride_r, g_stride_c,  # as in the sigmoid backward
     g_off_p, g_stride_p,
-    ignore_index, lw0_hi, lw0_lo, lw1_hi, lw1_lo, fg_hi, fg_lo, fa_hi, fa_lo,  # as in forward
+    ignore_index, lw0_hi, lw0_lo, lw1_hi, lw1_lo, fg_hi, fg_lo, fa_hi, fa_lo, ls_hi, ls_lo,  # as in forward
     FROM_LOGITS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr, LABEL_WEIGHT: tl.constexpr,
     SIGNED: tl.constexpr, SQUARED: tl.constexpr, W_POW_I: tl.constexpr, W_POW_PT: tl.constexpr,
-    PIXEL: tl.constexpr, FOCAL_ALPHA: tl.constexpr, PER_IMAGE: tl.constexpr, HAS_CLASSES: tl.constexpr,
-    ACC: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+    PIXEL: tl.constexpr, FOCAL_ALPHA: tl.constexpr, LABEL_SMOOTH: tl.constexpr, PER_IMAGE: tl.constexpr,
+    HAS_CLASSES: tl.constexpr, ACC: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """Per pixel, with a_c = dLoss/dp_c = m (gI_c wi_c u_c + gP_c wp_c (SQUARED ? 2 q_c : 1)):
 
         dx_j = p_j (a_j - sum_c p_c a_c)                      (softmax chain rule; a_j if not FROM_LOGITS)
              + gL_y w_y (p_j - [j = y])                       (PIXEL 1: dCE/dx_j)
+               LABEL_SMOOTH: (1 - eps) gL_y w_y (p_j - [j = y]) + eps / C w_y (p_j sum_c gL_c - gL_j)
              + gL_y w_y v^g (1 - g p_y r) (p_j - [j = y])     (PIXEL 2)
              + gL_j w_j d(sigmoid focal)(x_j, [j = y]) / dx_j (PIXEL 3)
     with gI, gP, gL = coef[n, c] times the upstream gradient they feed, v = 1 - p_y and
@@ -791,7 +814,7 @@ def _dice_softmax_bwd_kernel(
         pos = cls
     g_r = tl.load(g_ptr + g_off_r + r * g_stride_r + pos * g_stride_c, mask=cmask & (pos >= 0),
                   other=0.0).to(ACC)
-    c_ptr = coef_ptr + (n * C + cls) * NCOEF_
+    c_ptr = coef_ptr + n * stride_coefn + cls * NCOEF_
     g_i = tl.load(c_ptr, mask=cmask, other=0.0).to(ACC) * g_r
     g_p = tl.load(c_ptr + 1, mask=cmask, other=0.0).to(ACC) * g_r
     q, u = _signed(p, t, SIGNED)
@@ -821,7 +844,13 @@ def _dice_softmax_bwd_kernel(
             rr = tl.where(v < 1e-4, -1.0 - v * (0.5 + v / 3.0), logp / tl.maximum(v, 1e-4))
             mod = tl.exp(gamma * tl.log(tl.maximum(v, 1e-30)))
             coef = coef * mod * (1.0 - gamma * (1.0 - v) * rr)
-        dx += coef[None, :] * (p - t)
+        if PIXEL == 1 and LABEL_SMOOTH:
+            eps = scalar(ls_hi, ls_lo, ACC)
+            w_y = tl.sum(tl.where(hit, wl, 0.0), axis=0)
+            dx += (1.0 - eps) * coef[None, :] * (p - t) + (eps / C) * w_y[None, :] * (
+                tl.sum(g_l, axis=0) * p - g_l[:, None])
+        else:
+            dx += coef[None, :] * (p - t)
     dx = tl.where(live, dx, 0.0)
     tl.store(dx_ptr + n * stride_dn + cls[:, None] * stride_dc + s[None, :] * stride_ds,
              dx.to(dx_ptr.dtype.element_ty), mask=cmask[:, None] & smask[None, :])
@@ -858,10 +887,12 @@ def _pixel_args(o):
     if o.multiclass:
         alpha_on = alpha_on and o.pixel == "sfocal"  # softmax focal: alpha is a scale, in the finisher
         scal["ignore_index"] = 0 if o.ignore_index is None else int(o.ignore_index)
-        scal.update(_pairs(fa=o.focal_alpha if alpha_on else 0.0))
+        scal.update(_pairs(fa=o.focal_alpha if alpha_on else 0.0, ls=o.label_smoothing))
+        flags["LABEL_SMOOTH"] = o.pixel == "xent" and o.label_smoothing > 0
     else:
         scal.update(_pairs(ig=o.ignore_index, fa=o.focal_alpha if alpha_on else 0.0, pb=o.pos_weight_value,
                            ls=o.label_smoothing))
+        flags["SOFT_LABEL"] = o.soft_label and not o.squared  # squared: (P + T - |p - t|^2) / 2 is sum p t
     flags["FOCAL_ALPHA"] = alpha_on
     return scal, flags
 
@@ -913,7 +944,11 @@ def forward(x, t, w, cw, pw, pb, o):
                 **dict(zip(("stride_tn", "stride_tc", "stride_ts"), t.stride())), **strides, **scal,
                 th_hi=th[0], th_lo=th[1], **flags, HAS_WEIGHT=w is not None, HARD=o.threshold is not None, ACC=tl_acc(x.dtype),
                 BLOCK=BLOCK, num_warps=num_warps)
-        loss, coef = _finish(part, N, C, n_blocks_s, cw, pw, o, x.device, acc)
+        if o.process_group is not None:  # the batch pooled across ranks: every rank finishes the global sums
+            part = all_reduce_sum(part.sum(dim=(0, 2), keepdim=True, dtype=torch.float64), o.process_group)
+            loss, coef = _finish(part, 1, C, 1, cw, pw, o, x.device, acc)
+        else:
+            loss, coef = _finish(part, N, C, n_blocks_s, cw, pw, o, x.device, acc)
     return loss, coef
 
 
@@ -950,7 +985,8 @@ def backward(g, coef, x, t, w, cw, pw, pb, o):
     strides = _xs(x, w)
     off_r, sr, sc, off_p, sp = grad_layout(g, o, N, C)
     pos = class_positions(o, C, x.device)
-    common = dict(coef_ptr=coef, g_ptr=g, pos_ptr=pos, dx_ptr=dx, g_off_r=off_r, g_stride_r=sr, g_stride_c=sc,
+    stride_coefn = coef.stride(0) if coef.shape[0] == N else 0  # one row: the sums pooled across ranks
+    common = dict(coef_ptr=coef, g_ptr=g, pos_ptr=pos, dx_ptr=dx, stride_coefn=stride_coefn, g_off_r=off_r, g_stride_r=sr, g_stride_c=sc,
                   g_off_p=off_p, g_stride_p=sp, **dict(zip(("stride_dn", "stride_dc", "stride_ds"), dx.stride())),
                   **strides, **scal, **flags, HAS_WEIGHT=w is not None, PER_IMAGE=o.per_image,
                   HAS_CLASSES=pos is not None, ACC=tl_acc(x.dtype))
@@ -973,27 +1009,27 @@ def backward(g, coef, x, t, w, cw, pw, pb, o):
 
 def _aot_variants():
     specs = []
-    pix_pairs = ("lw0_hi", "lw0_lo", "lw1_hi", "lw1_lo", "fg_hi", "fg_lo", "fa_hi", "fa_lo")
-    sig_pairs = pix_pairs + ("ig_hi", "ig_lo", "pb_hi", "pb_lo", "ls_hi", "ls_lo")
+    pix_pairs = ("lw0_hi", "lw0_lo", "lw1_hi", "lw1_lo", "fg_hi", "fg_lo", "fa_hi", "fa_lo", "ls_hi", "ls_lo")
+    sig_pairs = pix_pairs + ("ig_hi", "ig_lo", "pb_hi", "pb_lo")
     fin_pairs = tuple(f"{k}_{h}" for k in ("sn", "sd", "eps", "ta", "tb", "tg", "lr", "lp", "ps") for h in ("hi", "lo"))
     f32 = lambda names: {k: "fp32" for k in names}  # noqa: E731
     for dt, acc in (("fp32", tl.float32), ("bf16", tl.float32), ("fp16", tl.float32), ("fp64", tl.float64)):
         accty = "*fp64" if acc == tl.float64 else "*fp32"
         flags = dict(FROM_LOGITS=True, HAS_WEIGHT=True, HAS_IGNORE=True, LABEL_WEIGHT=True, SIGNED=True,
                      SQUARED=True, W_POW_I=2, W_POW_PT=1, ACC=acc)
-        specs.append(aot_spec(_dice_sigmoid_fwd_kernel, dict(flags, PIXEL=2, FOCAL_ALPHA=True, HARD=True,
+        specs.append(aot_spec(_dice_sigmoid_fwd_kernel, dict(flags, PIXEL=2, FOCAL_ALPHA=True, HARD=True, SOFT_LABEL=True,
                                                              HAS_POS_W=False, BLOCK=1024),
                               x_ptr=f"*{dt}", t_ptr="*u8", part_ptr=accty, **f32(sig_pairs + ("th_hi", "th_lo"))))
         specs.append(aot_spec(_dice_sigmoid_bwd_kernel,
-                              dict(flags, PIXEL=2, FOCAL_ALPHA=True, PER_IMAGE=True, HAS_CLASSES=True,
+                              dict(flags, PIXEL=2, FOCAL_ALPHA=True, PER_IMAGE=True, HAS_CLASSES=True, SOFT_LABEL=True,
                                    HAS_POS_W=False, BLOCK=1024),
                               x_ptr=f"*{dt}", t_ptr="*fp32", coef_ptr=accty, g_ptr=accty, pos_ptr="*i32",
                               dx_ptr=f"*{dt}", **f32(sig_pairs)))
-        specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(flags, PIXEL=2, FOCAL_ALPHA=False, C_PAD=32, BLOCK=128),
+        specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(flags, PIXEL=2, LABEL_SMOOTH=False, FOCAL_ALPHA=False, C_PAD=32, BLOCK=128),
                               x_ptr=f"*{dt}",
                               y_ptr="*i64", part_ptr=accty, **f32(pix_pairs)))
         specs.append(aot_spec(_dice_softmax_bwd_kernel,
-                              dict(flags, PIXEL=2, FOCAL_ALPHA=False, PER_IMAGE=False, HAS_CLASSES=True, C_PAD=32,
+                              dict(flags, PIXEL=2, LABEL_SMOOTH=False, FOCAL_ALPHA=False, PER_IMAGE=False, HAS_CLASSES=True, C_PAD=32,
                                    BLOCK=128),
                               x_ptr=f"*{dt}", y_ptr="*u8", coef_ptr=accty, g_ptr=accty, pos_ptr="*i32",
                               dx_ptr=f"*{dt}", **f32(pix_pairs)))
@@ -1011,34 +1047,47 @@ def _aot_variants():
                                                             MC_COUNT=mc),
                                   part_ptr=accty, cw_ptr="*fp32", pw_ptr="*fp64", pos_ptr="*i32", out_ptr=accty,
                                   coef_ptr=accty, **f32(fin_pairs)))
+    # process_group: the finisher reads the all-reduced float64 sums whatever the logits' dtype
+    specs.append(aot_spec(_dice_finish_kernel, dict(WEIGHT_TYPE=0, PW_COUNT=False, HAS_CW=False, HAS_PW=True,
+                                                    HAS_CLASSES=False, ACC=tl.float32, C_PAD=32, KIND=0, LOSS=0,
+                                                    PER_IMAGE=False, REDUCTION=0, PIXEL=True, PIX_REDUCTION=0,
+                                                    SPLIT=False, ZERO_ABSENT=False, MICRO=False, NORM_CW=True,
+                                                    MC_COUNT=True),
+                          part_ptr="*fp64", pw_ptr="*fp64", out_ptr="*fp32", coef_ptr="*fp32", **f32(fin_pairs)))
     # the common fast paths: plain Dice (+ BCE / CE), stride-1 pixels, int64 strides (past 2^31 elements)
     plain = dict(FROM_LOGITS=True, HAS_WEIGHT=False, HAS_IGNORE=False, LABEL_WEIGHT=False, SIGNED=False,
                  SQUARED=False, W_POW_I=1, W_POW_PT=1, PIXEL=1, ACC=tl.float32)
     big = {f"stride_{a}{b}": "i64" for a in "xtwd" for b in "nc"}
     div = ("S", "stride_xn", "stride_xc", "stride_tn", "stride_tc", "stride_dn", "stride_dc")
     specs.append(aot_spec(_dice_sigmoid_fwd_kernel,
-                          dict(plain, FOCAL_ALPHA=False, HARD=False, HAS_POS_W=True, BLOCK=2048, stride_xs=1,
+                          dict(plain, FOCAL_ALPHA=False, HARD=False, HAS_POS_W=True, SOFT_LABEL=False, BLOCK=2048, stride_xs=1,
                                stride_ts=1),
                           divisible=div[:5], S="i64", NC="i64", n_blocks_s="i64",
                           **f32(sig_pairs + ("th_hi", "th_lo")), **{k: v for k, v in big.items() if k[7] in "xtw"}))
     specs.append(aot_spec(_dice_sigmoid_bwd_kernel,
-                          dict(plain, FOCAL_ALPHA=False, PER_IMAGE=False, HAS_CLASSES=False, HAS_POS_W=True, BLOCK=2048,
+                          dict(plain, FOCAL_ALPHA=False, PER_IMAGE=False, HAS_CLASSES=False, HAS_POS_W=True, SOFT_LABEL=False, BLOCK=2048,
                                stride_xs=1, stride_ts=1, stride_ds=1),
                           divisible=div, S="i64", n_blocks_s="i64", **f32(sig_pairs), **big))
     bigm = {"stride_xn": "i64", "stride_xc": "i64", "stride_yn": "i64", "stride_wn": "i64", "stride_wc": "i64"}
-    specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(plain, FOCAL_ALPHA=False, C_PAD=32, BLOCK=128, stride_xs=1,
+    specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(plain, LABEL_SMOOTH=False, FOCAL_ALPHA=False, C_PAD=32, BLOCK=128, stride_xs=1,
                                                          stride_ys=1),
                           divisible=("S", "stride_xn", "stride_xc", "stride_yn"), S="i64", y_ptr="*i64",
                           **f32(pix_pairs), **bigm))
     specs.append(aot_spec(_dice_softmax_bwd_kernel,
-                          dict(plain, FOCAL_ALPHA=False, PER_IMAGE=False, HAS_CLASSES=False, C_PAD=32, BLOCK=128,
+                          dict(plain, LABEL_SMOOTH=False, FOCAL_ALPHA=False, PER_IMAGE=False, HAS_CLASSES=False, C_PAD=32, BLOCK=128,
                                stride_xs=1, stride_ys=1, stride_ds=1),
                           divisible=("S", "stride_xn", "stride_xc", "stride_yn", "stride_dn", "stride_dc"),
                           S="i64", y_ptr="*i64", stride_dn="i64", stride_dc="i64", **f32(pix_pairs), **bigm))
-    # the per-channel sigmoid focal of integer labels (dice_focal_loss, focal_use_softmax=False)
-    specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(plain, PIXEL=3, FOCAL_ALPHA=True, C_PAD=32, BLOCK=128),
+    # CE + Dice with label smoothing
+    specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(plain, LABEL_SMOOTH=True, FOCAL_ALPHA=False, C_PAD=32,
+                                                         BLOCK=128), y_ptr="*i64", **f32(pix_pairs)))
+    specs.append(aot_spec(_dice_softmax_bwd_kernel, dict(plain, LABEL_SMOOTH=True, FOCAL_ALPHA=False, PER_IMAGE=False,
+                                                         HAS_CLASSES=False, C_PAD=32, BLOCK=128),
                           y_ptr="*i64", **f32(pix_pairs)))
-    specs.append(aot_spec(_dice_softmax_bwd_kernel, dict(plain, PIXEL=3, FOCAL_ALPHA=True, PER_IMAGE=False,
+    # the per-channel sigmoid focal of integer labels (dice_focal_loss, focal_use_softmax=False)
+    specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(plain, PIXEL=3, LABEL_SMOOTH=False, FOCAL_ALPHA=True, C_PAD=32, BLOCK=128),
+                          y_ptr="*i64", **f32(pix_pairs)))
+    specs.append(aot_spec(_dice_softmax_bwd_kernel, dict(plain, PIXEL=3, LABEL_SMOOTH=False, FOCAL_ALPHA=True, PER_IMAGE=False,
                                                          HAS_CLASSES=False, C_PAD=32, BLOCK=128),
                           y_ptr="*i64", **f32(pix_pairs)))
     return specs

@@ -16,6 +16,11 @@ per row and kept class for ``"none"`` (R = N per image, 1 pooled; K = kept
 classes), ``(R,)`` for generalized Dice, ``(N,)`` for a combo; with ``split``
 ``[pixel term, region term(s)...]`` side by side (``bce_dice_terms``, recipes).
 
+With ``process_group`` (the batch pooled across the ranks of a group, :mod:`triton_segloss._core.dist`)
+the per-program partials are summed to one (C, 5) row, all-reduced, and finished into the same
+loss on every rank; ``coef`` is then one row (1, C, 3) that serves every image, and the backward
+first all-reduces the upstream gradient.
+
 Per-class vectors given as tensors are op inputs (``class_weight``,
 ``pixel_class_weight``); given as Python sequences they are options, turned into
 a device tensor once per (device, dtype, values) by :func:`device_table`.
@@ -30,6 +35,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from triton_segloss._core.backend import select
+from triton_segloss._core.dist import all_reduce_upstream
 from triton_segloss._core.op import define_op
 from triton_segloss._core.validate import acc_dtype
 
@@ -84,7 +90,9 @@ class DiceOptions(NamedTuple):
     micro: bool = False  # average="micro": the kept classes' sums (times class_weight) pooled before the ratio
     normalize_class_weight: bool = True  # False: "mean" = sum(cw l) / (rows * kept classes) (MONAI's weight)
     pos_weight_value: float = 1.0  # BCE's positive-term weight (a length-C tensor is the pos_weight input)
-    label_smoothing: float = 0.0  # BCE: t -> t (1 - ls) + ls / 2 in the pixel term only
+    label_smoothing: float = 0.0  # BCE: t -> t (1 - ls) + ls / 2; CE: torch's label smoothing (pixel term only)
+    soft_label: bool = False  # I = sum w min(p, t) (soft targets; MONAI's soft_label, smp's intersection)
+    process_group: Optional[str] = None  # the name of a process group: the pooled sums are all-reduced over it
 
 
 # ---- layouts shared by both backends -------------------------------------------------------------
@@ -216,14 +224,22 @@ def _forward(logits, target, weight, class_weight, pixel_class_weight, pos_weigh
     return _impl(logits.device).forward(logits, target, weight, class_weight, pixel_class_weight, pos_weight, o)
 
 
+def coef_rows(o: DiceOptions, n) -> int:
+    """Rows of the coefficient table: one per image, or one for every image when the sums are
+    pooled across ranks (the finisher sees only the global sums)."""
+    return 1 if o.process_group is not None else n
+
+
 def _fake(logits, target, weight, class_weight, pixel_class_weight, pos_weight, o):
     n, c = logits.shape[0], logits.shape[1]
     acc = acc_dtype(logits.dtype)
-    return logits.new_empty(out_shape(o, n, c), dtype=acc), logits.new_empty((n, c, NCOEF), dtype=acc)
+    return logits.new_empty(out_shape(o, n, c), dtype=acc), logits.new_empty((coef_rows(o, n), c, NCOEF), dtype=acc)
 
 
 def _backward(grads, saved, logits, target, weight, class_weight, pixel_class_weight, pos_weight, o):
     (g,), (coef,) = grads, saved
+    if o.process_group is not None:  # every rank's loss depends on every rank's logits
+        g = all_reduce_upstream(g, o.process_group)
     return _impl(logits.device).backward(g, coef, logits, target, weight, class_weight, pixel_class_weight,
                                          pos_weight, o)
 

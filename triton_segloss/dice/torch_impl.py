@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from triton_segloss._core.dist import all_reduce_sum
 from triton_segloss._core.validate import acc_dtype
 
 from .ops import NCOEF, TINY, class_positions, class_vector, grad_layout, out_shape, pixel_reduction, pixel_scale
@@ -60,6 +61,7 @@ class _Flags:
         self.ls = float(o.label_smoothing)
         self.pos_weight = float(o.pos_weight_value)
         self.pb = None  # a per-channel pos_weight tensor, (1, C, 1)
+        self.soft = bool(o.soft_label) and not o.squared and not o.multiclass  # I = sum w min(p, t)
 
     def bce_terms(self, t):
         """(1 + (pw - 1) s, pw s) of BCE with the smoothed target s and the positive weight pw."""
@@ -84,7 +86,10 @@ class _Flags:
         """Elementwise terms of I, P, T before summing over pixels; None where identically 0."""
         wi, wp = self.weights(base, t)
         q, u = self.qu(p, t)
-        i = None if _zero(u) else _mul(wi, _mul(q, u))
+        if self.soft and not isinstance(u, float):
+            i = _mul(wi, torch.minimum(q, u))
+        else:
+            i = None if _zero(u) else _mul(wi, _mul(q, u))
         pk = q * q if self.squared else q
         tk = u * u if self.squared else u
         return i, _mul(wp, pk), (None if _zero(tk) else _mul(wp, tk))
@@ -96,6 +101,8 @@ class _Flags:
         a = _mul(g_p, wp)
         if self.squared:
             a = a * (2.0 * q)
+        if self.soft and not isinstance(u, float):
+            u = 0.5 * (1.0 - torch.sign(q - u))  # d min(q, u) / dq: 1 below t, 1/2 at p = t
         if not _zero(u):
             a = a + _mul(g_i, _mul(wi, u))
         return 2.0 * a if self.signed else a
@@ -237,6 +244,9 @@ def _mc_fwd(x, y, w, from_logits, f):
     elif f.pixel:
         l, _, _ = _pixel_mc(x, ys, f)
         l_sum = zeros.scatter_add(1, idx, (wl_y * l).view(n, -1))
+        if f.pixel == 1 and f.ls:  # label smoothing: (1 - eps) in the label's class, eps / C (lse - x_c) in every c
+            lse = torch.logsumexp(x, 1, keepdim=True)
+            l_sum = (1.0 - f.ls) * l_sum + (f.ls / c) * _class_sum(lse - x, wl_y)
     out.append(l_sum)
     out.append(zeros.scatter_add(1, idx, vf.view(n, -1)))
     return torch.stack(out, -1)
@@ -265,6 +275,9 @@ def _mc_bwd(x, y, w, g, from_logits, f):
             _, v, logp = _pixel_mc(x, ys, f)
             r = torch.where(v < 1e-4, -1.0 - v * (0.5 + v / 3.0), logp / v.clamp_min(1e-4))
             coef = coef * v.clamp_min(_TINY) ** f.gamma * (1.0 - f.gamma * (1.0 - v) * r)
+        if f.pixel == 1 and f.ls:
+            coef = (1.0 - f.ls) * coef
+            dx = dx + (f.ls / x.shape[1]) * wl_y * (g_l.sum(1, keepdim=True) * p - g_l)
         dx = dx + coef * p
         dx = dx.scatter_add(1, ys, -coef)
     return torch.where(valid, dx, 0.0)
@@ -450,6 +463,8 @@ def forward(x, t, w, cw, pw, pb, o):
         else:
             part = _binary_fwd(xs, ts, ws, o.from_logits, f, o.threshold is not None, o.threshold)
         sums += part.to(torch.float64)
+    if o.process_group is not None:  # the batch pooled across ranks: every rank finishes the global sums
+        sums = all_reduce_sum(sums.sum(0, keepdim=True), o.process_group)
     loss, coef = _finish(sums, class_vector(cw, o.class_weight_list, x.device),
                          class_vector(pw, o.pixel_class_weight_list, x.device), o)
     return loss.to(acc), coef.to(acc)
