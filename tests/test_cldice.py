@@ -74,14 +74,12 @@ def test_float32_and_channels_last(backend):
 
 
 def test_gradcheck(backend):
-    """fp64 on a tiny input; random values keep every min/max away from ties. fast_mode (random
+    """fp64 on tiny inputs; random values keep every min/max away from ties. fast_mode (random
     projections, a few forwards) since each forward on the interpreter costs ~0.3 s."""
     x = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
     t = _target(x.shape, "multilabel").double()
     assert torch.autograd.gradcheck(lambda a: cldice_loss(a, t, mode="multilabel", iterations=2), (x,),
                                     fast_mode=True)
-    if backend == "triton":
-        return  # the 3D multiclass case below checks the shared backward; the kernel's forward is held to the reference
     lab = torch.randint(0, 3, (1, 4, 4, 4))
     x3 = torch.randn(1, 3, 4, 4, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a: dice_cldice_loss(a, lab, mode="multiclass", iterations=1), (x3,),
@@ -114,7 +112,8 @@ def test_opcheck(backend):
         torch.library.opcheck(cldice.forward_op, (*tensors, *o))
     for tensors, o in cases[1:2]:
         g = torch.randn(2) if o.reduction == "none" else torch.tensor(0.7)
-        torch.library.opcheck(cldice.backward_op, (g, tensors[0].detach(), tensors[1], *o))
+        _, coef = cldice.forward_op(tensors[0].detach(), tensors[1], *o)
+        torch.library.opcheck(cldice.backward_op, (g, coef, tensors[0].detach(), tensors[1], *o))
 
 
 @pytest.mark.parametrize("dynamic", [False, True])
@@ -132,16 +131,86 @@ def test_compile_fullgraph(backend, dynamic):
             torch.testing.assert_close(f(xs, ts), cldice_loss(xs, ts, reduction="none").sum(), rtol=1e-6, atol=1e-7)
 
 
-def test_forward_launches_and_syncs():
-    """Forward on the CUDA code path: the fused skeleton kernel + the finisher, no host sync.
-    (The backward is not fused yet: it is the PyTorch path's reverse pass; see kernels.py.)"""
+@pytest.mark.parametrize("fn,shape,mode", [
+    (cldice_loss, (2, 1, 9, 8), "binary"), (dice_cldice_loss, (2, 3, 8, 7), "multiclass"),
+    (dice_cldice_loss, (1, 1, 4, 5, 6), "binary"), (cldice_loss, (1, 3, 4, 4, 5), "multiclass"),
+], ids=["2d-binary", "2d-multiclass", "3d-binary", "3d-multiclass"])
+def test_launch_budget(fn, shape, mode):
+    """A training step on the CUDA code path: forward kernel + finisher + backward kernel, no host sync
+    (it was 2 + ~380 torch ops in 2D, 2 + ~490 in 3D with the PyTorch reverse pass)."""
     from bench import launches
 
-    x = torch.randn(2, 3, 8, 8)
-    lab = torch.randint(0, 3, (2, 8, 8))
-    step = launches.count_step(lambda a, b: cldice_loss(a, b, mode="multiclass"), x, lab, backward=True)
-    assert step.forward.launches == 2 and step.forward.syncs == 0, step.forward.ops
-    assert step.backward.syncs == 0, step.backward.ops
+    x = torch.randn(shape)
+    step = launches.count_step(lambda a, b: fn(a, b, mode=mode), x, _target(shape, mode), backward=True)
+    assert step.forward.launches == 2 and step.backward.launches == 1, step.forward.ops + step.backward.ops
+    assert step.launches <= 4 and step.syncs == 0, step.forward.ops + step.backward.ops
+
+
+@pytest.mark.parametrize("shape,iterations,include_background", [
+    ((2, 1, 9, 8), 3, True), ((1, 3, 7, 8), 2, False), ((1, 2, 5, 6, 6), 2, True),
+], ids=["2d-binary", "2d-multilabel", "3d-multilabel"])
+def test_ties_match_monai(backend, shape, iterations, include_background):
+    """Probabilities in {0, 1/2, 1}: nearly every pool has tied inputs and many relus sit at 0, so
+    the gradient depends on the tie rule (kernels.py's docstring: first index within an axis
+    pool and in the dilation's window, halves between equal axis minima). MONAI's autograd graph
+    (max pools, torch.min) is the reference; the even-split reference (amin / amax) must differ,
+    which shows the ties decide the gradient here."""
+    losses = pytest.importorskip("monai.losses")
+    p = torch.randint(0, 3, shape).double() / 2
+    t = (torch.rand(shape) < 0.5).double()
+    kw = dict(mode="binary" if shape[1] == 1 else "multilabel", iterations=iterations,
+              include_background=include_background, from_logits=False)
+    m_cl = losses.SoftclDiceLoss(iter_=iterations, include_background=include_background)
+    m_dc = losses.SoftDiceclDiceLoss(iter_=iterations, alpha=0.5, include_background=include_background)
+    for ours, theirs, even in ((cldice_loss, m_cl, ref.cldice_loss), (dice_cldice_loss, m_dc, ref.dice_cldice_loss)):
+        loss, grad = value_and_grad(ours, p, t, **kw)
+        want, want_grad = value_and_grad(lambda a, b: theirs(a, b), p, t)
+        torch.testing.assert_close(loss, want, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(grad, want_grad, rtol=1e-10, atol=1e-14)
+        _, even_grad = value_and_grad(even, p, t, **kw)
+        assert (even_grad - want_grad).abs().max() > 1e-4
+
+
+def test_ties_from_logits_multiclass_match_monai(backend):
+    """Logits in {-1, 0, 1}: the softmax probabilities tie too, and the gradient goes through the
+    softmax of every channel (the background's included, which the loss drops)."""
+    losses = pytest.importorskip("monai.losses")
+    x = torch.randint(-1, 2, (2, 3, 7, 6)).double()
+    lab = torch.randint(0, 3, (2, 7, 6))
+    m = losses.SoftclDiceLoss(iter_=2, softmax=True, include_background=False, to_onehot_y=True)
+    loss, grad = value_and_grad(cldice_loss, x, lab, mode="multiclass", iterations=2, include_background=False)
+    want, want_grad = value_and_grad(lambda a, b: m(a, b.unsqueeze(1)), x, lab)
+    torch.testing.assert_close(loss, want, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-10, atol=1e-14)
+
+
+def test_backward_tile_seams(monkeypatch):
+    """Blocks forced small (kernels.CAPS), so the forward and the backward run many tiles with
+    halos in every tiled axis: seams and the backward's halo of 2 (iterations + 2) in 2D and 3D."""
+    from triton_segloss.cldice import kernels
+
+    monkeypatch.setitem(kernels.CAPS, "fwd2", 16)
+    monkeypatch.setitem(kernels.CAPS, "bwd2", 16)
+    monkeypatch.setitem(kernels.CAPS, "fwd3", 4)
+    monkeypatch.setitem(kernels.CAPS, "bwd3", 8)
+    for shape, it, mode in (((1, 1, 23, 19), 1, "binary"), ((1, 2, 20, 3, 4), 1, "multiclass")):
+        x = torch.randn(shape, dtype=torch.float64)
+        gm = kernels._geometry(x, 2 * (it + 2), kernels.CAPS["bwd3" if x.dim() == 5 else "bwd2"])
+        assert gm["spatial_tiles"] >= 5 and max(gm["hd"], gm["hh"], gm["hw"]) == 2 * (it + 2), gm
+        compare_to_reference(dice_cldice_loss, ref.dice_cldice_loss, x, _target(shape, mode), mode=mode,
+                             iterations=it, upstream=upstream_not_one)
+
+
+def test_wide_halo_takes_the_pytorch_reverse_pass():
+    """3D, an axis longer than 16 and iterations=3: the backward's halo (10) needs a block over
+    MAX_BWD_BLOCK values, so the kernel path's backward is the PyTorch reverse pass (same
+    coefficients from the finisher, same tie rule), still exact."""
+    from triton_segloss.cldice import kernels
+
+    x = torch.randn(1, 1, 20, 9, 9, dtype=torch.float64)
+    gm = kernels._geometry(x, 2 * (3 + 2), kernels.CAPS["bwd3"])
+    assert gm["block"] > kernels.MAX_BWD_BLOCK, gm
+    compare_to_reference(cldice_loss, ref.cldice_loss, x, _target(x.shape, "binary"), upstream=upstream_not_one)
 
 
 # ---- bad input -------------------------------------------------------------

@@ -77,7 +77,7 @@ def cldice_loss(logits: Tensor, target: Tensor, *, mode: str = "binary", iterati
     opts = ClDiceOptions(mode=mode, iterations=iterations, smooth=smooth, eps=eps,
                          include_background=bool(include_background), from_logits=bool(from_logits),
                          reduction=reduction, alpha=None)
-    return cldice(logits, t, opts)
+    return cldice(logits, t, opts)[0]
 
 
 def dice_cldice_loss(logits: Tensor, target: Tensor, *, mode: str = "binary", iterations: int = 3,
@@ -99,4 +99,4 @@ def dice_cldice_loss(logits: Tensor, target: Tensor, *, mode: str = "binary", it
     opts = ClDiceOptions(mode=mode, iterations=iterations, smooth=smooth, eps=eps,
                          include_background=bool(include_background), from_logits=bool(from_logits),
                          reduction=reduction, alpha=alpha)
-    return cldice(logits, t, opts)
+    return cldice(logits, t, opts)[0]

@@ -4,9 +4,9 @@ Soft skeleton (Shit et al. 2021, Algorithm 1, as MONAI's ``soft_skel``) from max
 erosion = min of the (3, 1) and (1, 3) min pools (three axes in 3D), dilation = 3x3(x3)
 max pool, open = dilate(erode). The backward is written by hand: it recomputes the
 forward keeping the pools' indices and routes each gradient to the pool's arg-max
-(torch's own ``max_pool*_with_indices_backward``, first index on ties); at a tie of the
-erosion's axis pools the gradient goes to the first axis (torch's ``minimum`` would split
-it in halves; both end on the same pixel when the tie is one pixel seen twice).
+(torch's own ``max_pool*_with_indices_backward``, first index on ties); the erosion's
+axis minima combine as MONAI's ``torch.min(torch.min(p1, p2), p3)``, whose gradient
+splits a tie in halves (``torch.minimum``): the tie rule of ``kernels.py``'s docstring.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from triton_segloss._core.validate import acc_dtype
+
+from .ops import first_channel
 
 
 def _pool(x, k, pad):
@@ -40,21 +42,30 @@ def _axes(nd):
     return out
 
 
+def _half(a, b):
+    """torch.minimum(a, b)'s share of the gradient for ``a``: 1 if a < b, 1/2 if a == b, else 0."""
+    return torch.where(a < b, 1.0, torch.where(a == b, 0.5, 0.0)).to(a.dtype)
+
+
 def _erode(x, tape):
     nd = x.dim() - 2
-    best, which, saved = None, None, []
-    for a, (k, p) in enumerate(_axes(nd)):
+    mins, saved = [], []
+    for k, p in _axes(nd):
         v, idx = _pool(-x, k, p)
-        v = -v
+        mins.append(-v)
         saved.append((k, p, idx))
-        if best is None:
-            best, which = v, torch.zeros_like(v, dtype=torch.int8)
-        else:
-            take = v < best  # ties stay with the earlier axis
-            best = torch.where(take, v, best)
-            which = torch.where(take, torch.full_like(which, a), which)
+    if nd == 2:
+        w0 = _half(mins[0], mins[1])
+        weights = [w0, 1.0 - w0]
+        best = torch.minimum(mins[0], mins[1])
+    else:
+        m01 = torch.minimum(mins[0], mins[1])
+        w01 = _half(m01, mins[2])
+        w0 = w01 * _half(mins[0], mins[1])
+        weights = [w0, w01 - w0, 1.0 - w01]
+        best = torch.minimum(m01, mins[2])
     if tape is not None:
-        tape.append(("erode", x, saved, which))
+        tape.append(("erode", x, saved, weights))
     return best
 
 
@@ -107,11 +118,10 @@ def _skel_backward(g, img0, iterations):
         del o
     # erosions: img_{k+1} = erode(img_k), walked backwards
     for k in range(iterations, -1, -1):
-        _, x, saved, which = tape[2 * k]
+        _, x, saved, weights = tape[2 * k]
         gk1 = grad_img[k + 1]
-        for a, (kk, p, idx) in enumerate(saved):
-            ga = torch.where(which == a, gk1, 0.0)
-            grad_img[k] = grad_img[k] + _pool_back(-ga, -x, kk, p, idx) * -1.0
+        for (kk, p, idx), w in zip(saved, weights):
+            grad_img[k] = grad_img[k] + _pool_back(w * gk1, -x, kk, p, idx)
     return grad_img[0]
 
 
@@ -133,13 +143,9 @@ def _onehot(x, t, o):
     return t.to(acc).view(x.shape)
 
 
-def _first(x, o):
-    return 1 if (not o.include_background and x.shape[1] > 1) else 0
-
-
 def _terms(p, t, o):
     """Per-image sums [A, B, A2, B2] and per-(image, class) Dice sums over the used channels."""
-    c0 = _first(p, o)
+    c0 = first_channel(o, p.shape[1])
     pu, tu = p[:, c0:], t[:, c0:]
     sp, _ = _soft_skel(pu, o.iterations)
     st, _ = _soft_skel(tu, o.iterations)
@@ -147,14 +153,7 @@ def _terms(p, t, o):
     sums = torch.stack([(sp * tu).sum(red), sp.sum(red), (st * pu).sum(red), st.sum(red)])
     red2 = tuple(range(2, p.dim()))
     dice = torch.stack([(pu * tu).sum(red2), pu.sum(red2), tu.sum(red2)])
-    return sums, dice, sp, st, pu, tu, c0
-
-
-def _cl(sums, o):
-    a, b, a2, b2 = sums
-    tp = (a + o.smooth) / (b + o.smooth)
-    ts = (a2 + o.smooth) / (b2 + o.smooth)
-    return tp, ts, 1.0 - 2.0 * tp * ts / (tp + ts + o.eps)
+    return sums, dice
 
 
 def _reduce(v, reduction):
@@ -166,43 +165,48 @@ def _reduce(v, reduction):
 
 
 def forward(x, t, o):
-    """The loss: 0-d, or (N,) per image for reduction "none" (clDice only). See ``ops.py``."""
+    """(loss, coef): the loss, 0-d or (N,) per image for reduction "none" (clDice only), and the
+    (N, Cu, 5) gradient coefficients [k1, k0, k2, b1, b0] per unit upstream gradient (``ops.py``)."""
     p = _probs(x, o)
-    sums, dice, *_ = _terms(p, _onehot(x, t, o), o)
-    cl = _reduce(_cl(sums, o)[2], o.reduction)
-    if o.alpha is None:
-        return cl
-    inter, ps, ts = dice
-    d = 1.0 - (2.0 * inter + o.smooth) / (ps + ts + o.smooth)
-    return (1.0 - o.alpha) * _reduce(d, o.reduction) + o.alpha * cl
+    sums, dice = _terms(p, _onehot(x, t, o), o)
+    a, b, a2, b2 = sums
+    tp = (a + o.smooth) / (b + o.smooth)
+    ts = (a2 + o.smooth) / (b2 + o.smooth)
+    den = tp + ts + o.eps
+    cl = 1.0 - 2.0 * tp * ts / den
+    n, cu = dice.shape[1], dice.shape[2]
+    w_cl = 1.0 if o.alpha is None else o.alpha
+    w_d = 0.0 if o.alpha is None else 1.0 - o.alpha
+    if o.reduction == "mean":
+        w_cl, w_d = w_cl / n, w_d / (n * cu)
+    k1 = w_cl * (-2.0 * ts * (ts + o.eps) / den ** 2) / (b + o.smooth)
+    k2 = w_cl * (-2.0 * tp * (tp + o.eps) / den ** 2) / (b2 + o.smooth)
+    inter, ps, tsum = dice
+    dd = ps + tsum + o.smooth
+    b1 = -2.0 * w_d / dd
+    b0 = w_d * (2.0 * inter + o.smooth) / dd ** 2
+    per_image = torch.stack([k1, -k1 * tp, k2], -1).unsqueeze(1).expand(n, cu, 3)
+    coef = torch.cat([per_image, torch.stack([b1, b0], -1)], -1)
+    loss = _reduce(cl, o.reduction)
+    if o.alpha is not None:
+        d = 1.0 - (2.0 * inter + o.smooth) / dd
+        loss = (1.0 - o.alpha) * _reduce(d, o.reduction) + o.alpha * loss
+    return loss, coef
 
 
-def backward(g, x, t, o):
+def backward(g, coef, x, t, o):
     """dLoss/dlogits with the logits' dtype and layout; ``g``: 0-d, or (N,) for "none"."""
     acc = acc_dtype(x.dtype)
     p = _probs(x, o)
     tt = _onehot(x, t, o)
-    sums, dice, sp, st, pu, tu, c0 = _terms(p, tt, o)
-    a, b, a2, b2 = sums
-    tp, ts, _ = _cl(sums, o)
-    n = x.shape[0]
-    g = g.to(acc)
-    gn = g.expand(n) / n if o.reduction == "mean" else g.expand(n)
-    w_cl = gn if o.alpha is None else gn * o.alpha
-    den = (tp + ts + o.eps) ** 2
-    g_tp = w_cl * (-2.0 * ts * (ts + o.eps) / den)
-    g_ts = w_cl * (-2.0 * tp * (tp + o.eps) / den)
-    shape = (n,) + (1,) * (x.dim() - 1)
-    g_sp = (g_tp / (b + o.smooth)).view(shape) * (tu - tp.view(shape))
-    gp = (g_ts / (b2 + o.smooth)).view(shape) * st + _skel_backward(g_sp, pu, o.iterations)
-    if o.alpha is not None:
-        inter, ps, tsum = dice
-        dd = ps + tsum + o.smooth
-        nc = inter.numel()
-        gd = (g.expand(n, 1) / nc if o.reduction == "mean" else g.expand(n, 1)) * (1.0 - o.alpha)
-        gd = gd.expand(n, inter.shape[1])
-        cshape = gd.shape + (1,) * (x.dim() - 2)
-        gp = gp + (gd * (-2.0 / dd)).view(cshape) * tu + (gd * (2.0 * inter + o.smooth) / dd ** 2).view(cshape)
+    c0 = first_channel(o, x.shape[1])
+    pu, tu = p[:, c0:], tt[:, c0:]
+    n, cu = coef.shape[0], coef.shape[1]
+    cf = coef.to(acc) * g.to(acc).expand(n).view(n, 1, 1)
+    shape = (n, cu) + (1,) * (x.dim() - 2)
+    k1, k0, k2, b1, b0 = (v.reshape(shape) for v in cf.unbind(-1))
+    st, _ = _soft_skel(tu, o.iterations)
+    gp = _skel_backward(k1 * tu + k0, pu, o.iterations) + k2 * st + b1 * tu + b0
     if c0:
         gp = torch.cat([torch.zeros_like(gp[:, :1]), gp], dim=1)
     if o.from_logits:
