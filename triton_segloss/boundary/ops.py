@@ -28,7 +28,6 @@ import functools
 import math
 from typing import NamedTuple, Optional
 
-import numpy as np
 import torch
 
 from triton_segloss._core.backend import select
@@ -74,12 +73,14 @@ def band_thresholds(K: int, low: float, high: float, dtype: torch.dtype) -> tupl
     band (s_lo > s_hi) where no sum qualifies.
     """
     acc = acc_dtype(dtype)
-    np_acc, np_bits = (np.float64, np.int64) if acc == torch.float64 else (np.float32, np.int32)
+    bits_t = torch.int64 if acc == torch.float64 else torch.int32  # host tensors: bit patterns of acc floats
+
+    def as_float(bits: int) -> torch.Tensor:
+        return torch.tensor([bits], dtype=bits_t).view(acc)
 
     def mean(bits: int) -> torch.Tensor:
-        s = np.array([bits], dtype=np_bits).view(np_acc)
-        a = s / np_acc(K)  # IEEE division in the accumulation dtype, as avg_pool divides
-        return torch.from_numpy(a).to(dtype)  # round-to-nearest-even into the target's dtype
+        a = as_float(bits) / torch.tensor([K], dtype=acc)  # IEEE division in the accumulation dtype, as avg_pool
+        return a.to(dtype)  # round-to-nearest-even into the target's dtype
 
     def first_true(pred, hi_bits: int) -> int:
         lo, hi = 0, hi_bits  # pred(hi) is True, pred monotone over bit patterns of s >= 0
@@ -91,10 +92,10 @@ def band_thresholds(K: int, low: float, high: float, dtype: torch.dtype) -> tupl
                 lo = mid + 1
         return lo
 
-    top = int(np.array([2 * K], dtype=np_acc).view(np_bits)[0])
+    top = int(torch.tensor([2 * K], dtype=acc).view(bits_t)[0])
 
     def value(bits: int) -> float:
-        return float(np.array([bits], dtype=np_bits).view(np_acc)[0])
+        return float(as_float(bits)[0])
 
     def ge(bits):
         return bool(mean(bits).ge(low))

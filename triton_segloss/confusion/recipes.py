@@ -3,7 +3,6 @@ and ``iou`` (seed 004)."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -13,7 +12,11 @@ __all__ = ["label_accuracy_score", "iou_binary", "iou"]
 
 
 def _labels(x) -> Tensor:
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
+    if not isinstance(x, Tensor):
+        import numpy as np  # the seed's label maps are numpy arrays (numpy is not a dependency)
+
+        x = np.asarray(x)
+    t = torch.as_tensor(x)
     return t if t.dtype in (torch.int64, torch.int32, torch.uint8) else t.to(torch.int64)
 
 
@@ -33,7 +36,11 @@ def label_accuracy_score(label_trues, label_preds, n_class):
     if hist is None:
         hist = torch.zeros((n_class, n_class), dtype=torch.int64)
     s = scores(hist)
-    return tuple(np.float64(s[k].item()) for k in ("pixel_acc", "mean_acc", "miou", "fwiou"))
+    try:
+        from numpy import float64  # the seed returns numpy floats
+    except ImportError:  # numpy is not a dependency: plain floats then
+        float64 = float
+    return tuple(float64(s[k].item()) for k in ("pixel_acc", "mean_acc", "miou", "fwiou"))
 
 
 def _berman_mean(values, empty=0):
