@@ -283,6 +283,12 @@ def cases() -> list:
         Case("ncut_loss spatial_gaussian", lambda p, img: tsl.ncut_loss(p, img, radius=2, spatial_gaussian=True),
              (2, 3, 16, 16), "image"),
         Case("confusion_matrix", lambda x, t: tsl.metrics.confusion_matrix(x, t, 4), M, "labels", backward=False),
+        Case("cldice_loss", tsl.cldice_loss, B, "mask"),
+        Case("dice_cldice_loss multiclass", lambda x, t: tsl.dice_cldice_loss(x, t, mode="multiclass"), M, "labels"),
+        Case("cldice_loss 3d", tsl.cldice_loss, (2, 1, 4, 8, 8), "mask"),
+        Case("ce_dice_loss label_smoothing", lambda x, t: tsl.ce_dice_loss(x, t, label_smoothing=0.1), M, "labels"),
+        Case("dice_loss multilabel soft_label", lambda x, t: tsl.dice_loss(x, t, mode="multilabel", soft_label=True), M,
+             "mask"),
     ]
 
 
