@@ -46,6 +46,11 @@ __all__ = [
     "HausdorffDTLoss", "BoundaryLoss", "DiceBoundaryLoss", "ClDiceLoss", "DiceClDiceLoss",
 ]
 
+try:  # a type for process_group= (torch builds without torch.distributed have no ProcessGroup)
+    from torch.distributed import ProcessGroup
+except ImportError:  # pragma: no cover
+    ProcessGroup = object
+
 Mode = Literal["binary", "multiclass", "multilabel"]
 SigmoidMode = Literal["binary", "multilabel"]
 Reduction = Literal["mean", "sum", "none"]
@@ -328,7 +333,7 @@ class DiceLoss(_LossModule):
         average: Average = "macro",
         normalize_class_weight: bool = True,
         soft_label: bool = False,
-        process_group: Optional["torch.distributed.ProcessGroup"] = None,
+        process_group: Optional[ProcessGroup] = None,
     ) -> None:
         super().__init__()
         classes = _region_checks(mode, smooth, eps, ignore_index, reduction, classes, smooth_dr, average)
@@ -372,7 +377,7 @@ class JaccardLoss(_LossModule):
         average: Average = "macro",
         normalize_class_weight: bool = True,
         soft_label: bool = False,
-        process_group: Optional["torch.distributed.ProcessGroup"] = None,
+        process_group: Optional[ProcessGroup] = None,
     ) -> None:
         super().__init__()
         classes = _region_checks(mode, smooth, eps, ignore_index, reduction, classes, smooth_dr, average)
@@ -422,7 +427,7 @@ class TverskyLoss(_LossModule):
         average: Average = "macro",
         normalize_class_weight: bool = True,
         soft_label: bool = False,
-        process_group: Optional["torch.distributed.ProcessGroup"] = None,
+        process_group: Optional[ProcessGroup] = None,
     ) -> None:
         super().__init__()
         a, b, g = (finite_float(v, k) for v, k in ((alpha, "alpha"), (beta, "beta"), (gamma, "gamma")))
@@ -474,7 +479,7 @@ class GeneralizedDiceLoss(_LossModule):
         weight_type: WeightType = "square",
         smooth_dr: Optional[float] = None,
         soft_label: bool = False,
-        process_group: Optional["torch.distributed.ProcessGroup"] = None,
+        process_group: Optional[ProcessGroup] = None,
     ) -> None:
         super().__init__()
         if weight_type not in ("square", "simple", "uniform"):
@@ -533,7 +538,7 @@ class BCEDiceLoss(_LossModule):
         normalize_class_weight: bool = True,
         pos_weight: Union[float, Sequence[float], Tensor, None] = None,
         label_smoothing: float = 0.0,
-        process_group: Optional["torch.distributed.ProcessGroup"] = None,
+        process_group: Optional[ProcessGroup] = None,
     ) -> None:
         super().__init__()
         ls = finite_float(label_smoothing, "label_smoothing")
@@ -595,7 +600,7 @@ class CEDiceLoss(_LossModule):
         average: Average = "macro",
         normalize_class_weight: bool = True,
         label_smoothing: float = 0.0,
-        process_group: Optional["torch.distributed.ProcessGroup"] = None,
+        process_group: Optional[ProcessGroup] = None,
     ) -> None:
         super().__init__()
         _reduction(reduction)
@@ -657,7 +662,7 @@ class DiceFocalLoss(_LossModule):
         average: Average = "macro",
         normalize_class_weight: bool = True,
         focal_use_softmax: bool = True,
-        process_group: Optional["torch.distributed.ProcessGroup"] = None,
+        process_group: Optional[ProcessGroup] = None,
     ) -> None:
         super().__init__()
         _reduction(reduction)
@@ -714,7 +719,7 @@ class MCCLoss(_LossModule):
         average: Average = "macro",
         normalize_class_weight: bool = True,
         reduction: Reduction = "mean",
-        process_group: Optional["torch.distributed.ProcessGroup"] = None,
+        process_group: Optional[ProcessGroup] = None,
     ) -> None:
         super().__init__()
         if finite_float(eps, "eps") < 0:
