@@ -240,7 +240,8 @@ def test_compile_fullgraph(backend, dynamic):
     t = _target("multiclass", 3, (2, 6, 6))
     be = os.environ.get("TSL_COMPILE_BACKEND", "aot_eager")
     for fn, kw in ((tsl.hausdorff.hausdorff_dt_loss, dict(mode="multiclass", alpha=1.5)),
-                   (tsl.hausdorff.boundary_loss, dict(reduction="none"))):
+                   (tsl.hausdorff.boundary_loss, dict(reduction="none")),
+                   (tsl.hausdorff.dice_boundary_loss, dict(alpha=0.3))):
         compiled = torch.compile(lambda a, b: fn(a, b, **kw).sum(), fullgraph=True, dynamic=dynamic, backend=be)
         loss, grad = value_and_grad(compiled, x, t)
         eager_loss, eager_grad = value_and_grad(lambda a, b: fn(a, b, **kw).sum(), x, t)
@@ -255,9 +256,8 @@ def test_compile_from_fields(backend):
     compiled_matches_eager(_from_fields("hausdorff", fa, fb), x, t)
 
 
-def test_launch_budget():
-    """The op: forward + finisher + backward = 3 launches, 0 syncs. The whole loss adds the masks
-    and the EDT (counted and held here so that a regression shows)."""
+def test_launch_budget_of_the_op():
+    """The op alone: forward + finisher + backward = 3 launches, 0 syncs."""
     from bench import launches
 
     x = torch.randn(2, 3, 8, 8)
@@ -266,25 +266,187 @@ def test_launch_budget():
     fa, fb = fa.float(), fb.float()
     op = launches.count_step(lambda a, b: api._hausdorff_from_fields(a, b, fa, fb, mode="multiclass"), x, t)
     assert op.syncs == 0 and op.launches == 3, op.forward.ops + op.backward.ops
-    for fn in (tsl.hausdorff.hausdorff_dt_loss, tsl.hausdorff.boundary_loss):
-        for mode, c in (("multiclass", 3), ("multilabel", 3)):
-            xx = torch.randn(2, c, 8, 8)
-            step = launches.count_step(lambda a, b: fn(a, b, mode=mode), xx, _target(mode, c, (2, 8, 8)))
-            ops = step.forward.ops + step.backward.ops
-            print(f"\n{fn.__name__} {mode}: {step.launches} launches ({ops}), {step.syncs} syncs")
-            assert step.syncs == 0, ops
-            assert step.launches <= 14, ops  # the op 3, the EDT 2, masks + cat + field adds <= 9
+
+
+BUDGET = [  # (mode, C, spatial): 2D and 3D, binary and multiclass (and multilabel in 2D)
+    ("binary", 1, (16, 16)), ("multiclass", 4, (16, 16)), ("multilabel", 3, (16, 16)),
+    ("binary", 1, (4, 8, 8)), ("multiclass", 3, (3, 4, 4)),  # the count does not depend on the size
+]
+
+
+@pytest.mark.parametrize("kind", ["hausdorff", "boundary"])
+@pytest.mark.parametrize("mode,c,sp", BUDGET, ids=lambda v: str(v))
+def test_launch_budget(kind, mode, c, sp):
+    """A training step of the public loss: one EDT launch per spatial axis for every field at once
+    (the masks are thresholded inside the first pass), then forward + finisher + backward; no other
+    device op (no threshold, one-hot, complement, cat, cast or add), no host sync."""
+    from bench import launches
+
+    fn = tsl.hausdorff.hausdorff_dt_loss if kind == "hausdorff" else tsl.hausdorff.boundary_loss
+    x = torch.randn(2, c, *sp)
+    step = launches.count_step(lambda a, b: fn(a, b, mode=mode), x, _target(mode, c, (2, *sp)))
+    ops = step.forward.ops + step.backward.ops
+    assert step.syncs == 0, ops
+    assert step.launches == len(sp) + 3, ops
+    assert all(op.startswith("triton") for op in ops), ops
+    assert sum("_fields_first_pass_kernel" in op for op in ops) == 1, ops
+
+
+# ---- the fields op: the EDT reads the logits and the target itself ----------------------------------
+
+FIELD_CASES = [  # (mode, C, spatial, from_logits, spacing)
+    ("multiclass", 3, (11,), True, None),  # one spatial axis: the first pass is also the last
+    ("binary", 1, (7, 5), True, (1.5, 0.7)),
+    ("multilabel", 3, (3, 5, 4), True, (2.0, 1.0, 0.5)),
+    ("multiclass", 3, (3, 2, 4), False, None),
+    ("binary", 1, (6,), False, None),
+]
+
+
+@pytest.mark.parametrize("case,dtype", [(c, torch.float32) for c in FIELD_CASES] +
+                         [(c, torch.float64) for c in FIELD_CASES[:3]], ids=lambda c: str(c)[:40])
+def test_fields_match_scipy(backend, case, dtype):
+    """``ops.loss_fields`` against scipy's EDT of the masks built the plain way (the reference's
+    probabilities > 0.5, the target's one-hot > 0.5): an empty class, a full one, an empty
+    prediction, strided logits and a (N, *spatial) bool target included."""
+    from triton_segloss.hausdorff.api import _fields, _prepare
+
+    mode, c, sp, from_logits, spacing = case
+    x = (torch.randn(2, c, *sp, dtype=dtype) * 3).transpose(0, 1).contiguous().transpose(0, 1)  # (C, N) strides
+    t = _target(mode, c, (2, *sp), empty=(1 if c > 1 else None), full=(2 if mode == "multilabel" else None))
+    if mode == "binary":
+        t = t[:, 0] > 0.5  # a bool (N, *spatial) target
+        x[1] = -abs(x[1])  # an empty prediction in image 1
+    if not from_logits:
+        x = torch.softmax(x, 1) if mode == "multiclass" else torch.sigmoid(x)
+    p, oh = R.probs_onehot(x, t, mode, from_logits)
+    want = {"hausdorff": (R.field(p > 0.5, spacing), R.field(oh > 0.5, spacing)),
+            "boundary": (R.distance_to(oh > 0.5, spacing), R.distance_to(oh <= 0.5, spacing))}
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-6, atol=1e-6)
+    for kind, (wa, wb) in want.items():
+        fa, fb = _fields(x, _prepare(x, t, mode, from_logits), kind, mode, from_logits, spacing)
+        assert fa.dtype == dtype and fa.shape == x.shape and not fa.requires_grad
+        for got, ref in ((fa, wa), (fb, wb)):
+            if kind == "hausdorff":  # an empty or full mask: inf here, 0 in the reference (MONAI's field)
+                got = torch.where(torch.isinf(got), 0.0, got)
+            assert torch.equal(torch.isinf(got), torch.isinf(ref)), kind
+            fin = torch.isfinite(ref)
+            torch.testing.assert_close(got.double()[fin], ref[fin], **tol)
+
+
+def test_fields_backends_agree():
+    """The Triton first pass (threshold + softmax in registers) and the PyTorch path's masks give
+    bitwise the same fields (the same squared distances, one sqrt each, one add)."""
+    from triton_segloss.hausdorff.api import _fields, _prepare
+
+    x = torch.randn(2, 3, 4, 6, 5)
+    y = _target("multiclass", 3, (2, 4, 6, 5), empty=2)
+    out = []
+    for be in ("triton", "torch"):
+        with tsl.use_backend(be):
+            out.append([f for kind in ("hausdorff", "boundary")
+                        for f in _fields(x, _prepare(x, y, "multiclass", True), kind, "multiclass", True,
+                                         (0.7, 1.1, 1.9))])
+    for a, b in zip(*out):
+        assert torch.equal(a, b)
+
+
+def test_fields_opcheck(backend):
+    from triton_segloss.hausdorff.ops import FieldOptions, loss_fields
+
+    x = torch.randn(2, 3, 5, 6)
+    y = torch.randint(0, 3, (2, 5, 6))
+    m = (torch.rand(2, 3, 5, 6) > 0.5).float()
+    cases = ((y, FieldOptions(multiclass=True, spacing=(1.0, 1.0, 2.0))),
+             (m, FieldOptions(kind="boundary", from_logits=False, spacing=(1.0, 0.5, 1.0))))
+    for t, o in cases[:1] if backend == "triton" else cases:  # each interpreted launch is slow
+        torch.library.opcheck(loss_fields.forward_op, (x, t, *o))
 
 
 # ---- the combination and the schedule -------------------------------------------------------------
 
-def test_dice_boundary_loss(backend):
-    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
-    t = _target("multiclass", 3, (2, 6, 6))
-    for region, fn in (("generalized_dice", tsl.generalized_dice_loss), ("dice", tsl.dice_loss)):
-        got = tsl.hausdorff.dice_boundary_loss(x, t, alpha=0.3, region=region)
-        want = 0.7 * fn(x, t, mode="multiclass", per_image=True) + 0.3 * R.boundary_loss(x, t)
-        assert_value(got, want, torch.float64)
+DB_CASES = [  # (mode, C, spatial, options)
+    ("multiclass", 3, (6, 6), {"region": "generalized_dice"}),
+    ("multiclass", 4, (5, 4, 3), {"region": "dice", "include_background": True}),
+    ("binary", 1, (7, 5), {"region": "generalized_dice"}),
+    ("multilabel", 3, (6, 6), {"region": "dice", "from_logits": False}),
+]
+
+
+@pytest.mark.parametrize("case", DB_CASES, ids=lambda c: f"{c[0]}-{len(c[2])}d-{c[3]}")
+def test_dice_boundary_loss(backend, case):
+    """The fused op (the region sums share the boundary term's pixel pass, one finisher, one backward)
+    against the unfused sum: the Dice family's loss with per_image=True and the float64 boundary
+    reference; value and gradient, upstream not one, an image without one of the classes."""
+    mode, c, sp, kw = case
+    x = torch.randn(2, c, *sp, dtype=torch.float64) * 2
+    t = _target(mode, c, (2, *sp), empty=(1 if c > 1 else None), full=(2 if mode == "multilabel" else None))
+    if mode == "multiclass":
+        t[0][t[0] == 2] = 0  # class 2 absent from image 0 only: generalized Dice's largest-weight rule
+    if not kw.get("from_logits", True):
+        x = torch.sigmoid(x)
+    region = tsl.generalized_dice_loss if kw["region"] == "generalized_dice" else tsl.dice_loss
+    fl = kw.get("from_logits", True)
+
+    def unfused(a, b):
+        return 0.7 * region(a, b, mode=mode, per_image=True, from_logits=fl) + 0.3 * R.boundary_loss(
+            a, b, mode=mode, include_background=kw.get("include_background", False), from_logits=fl)
+
+    got, g_got = value_and_grad(tsl.hausdorff.dice_boundary_loss, x, t, upstream=upstream_not_one, mode=mode,
+                                alpha=0.3, **kw)
+    want, g_want = value_and_grad(unfused, x, t, upstream=upstream_not_one)
+    assert got.dtype == torch.float64 and got.shape == ()
+    assert_value(got, want, torch.float64)
+    assert_grad(g_got, g_want, torch.float64)
+    if case == DB_CASES[0]:  # float32 logits: float32 partials, the float64 finisher
+        g32 = value_and_grad(tsl.hausdorff.dice_boundary_loss, x.float(), t, mode=mode, alpha=0.3, **kw)[1]
+        assert_grad(g32, value_and_grad(unfused, x, t)[1], torch.float32)
+
+
+def test_dice_boundary_gradcheck(backend):
+    """fp64 gradcheck of the fused op with fixed maps (the EDT would rerun per evaluation)."""
+    from triton_segloss.hausdorff.ops import DiceBoundaryOptions, dice_boundary
+
+    x = torch.randn(2, 3, 6, dtype=torch.float64, requires_grad=True)
+    y = _target("multiclass", 3, (2, 1, 6))
+    fa, fb = _fields("boundary", x, y.view(2, 6), "multiclass")
+    fa, fb = fa.view(2, 3, 6), fb.view(2, 3, 6)
+    for region in ("generalized_dice", "dice") if backend == "torch" else ("generalized_dice",):
+        o = DiceBoundaryOptions(region=region, weight=0.4)
+        assert torch.autograd.gradcheck(lambda a: dice_boundary(a, y.view(2, 1, 6), fa, fb, o)[0], (x,))
+
+
+def test_dice_boundary_opcheck(backend):
+    from triton_segloss.hausdorff.ops import DiceBoundaryOptions, dice_boundary
+
+    x = torch.randn(2, 3, 20)
+    y = torch.randint(0, 3, (2, 1, 20))
+    m = (torch.rand(2, 3, 20) > 0.5).float()
+    fa, fb = torch.rand(2, 3, 20) * 3, torch.rand(2, 3, 20) * 3
+    fb[0, 1] = float("inf")
+    for t, o in ((y, DiceBoundaryOptions(weight=0.3)),
+                 (m, DiceBoundaryOptions(multiclass=False, region="dice", skip_background=False, weight=0.8))):
+        torch.library.opcheck(dice_boundary.forward_op, (x, t, fa, fb, *o))
+        loss, coef = dice_boundary(x, t, fa, fb, o)
+        torch.library.opcheck(dice_boundary.backward_op, (torch.randn_like(loss), coef, x, t, fa, fb, *o))
+
+
+@pytest.mark.parametrize("mode,c,sp", BUDGET[:2] + BUDGET[3:], ids=lambda v: str(v))
+def test_dice_boundary_launch_budget(mode, c, sp):
+    """The combination: the target maps' EDT (one launch per spatial axis) + pixel pass + finisher +
+    backward; no torch op."""
+    from bench import launches
+
+    x = torch.randn(2, c, *sp)
+    step = launches.count_step(lambda a, b: tsl.hausdorff.dice_boundary_loss(a, b, mode=mode, alpha=0.3), x,
+                               _target(mode, c, (2, *sp)))
+    ops = step.forward.ops + step.backward.ops
+    assert step.syncs == 0, ops
+    assert step.launches == len(sp) + 3, ops
+    assert all(op.startswith("triton") for op in ops), ops
+
+
+def test_boundary_loss_schedule():
     s = tsl.hausdorff.BoundaryLossSchedule()
     alphas = [s.alpha] + [s.step() for _ in range(200)]
     assert alphas[0] == 0.01 and abs(alphas[1] - 0.02) < 1e-12 and alphas[-1] == 0.99

@@ -11,7 +11,9 @@ pass is the exact 1D distance), and the previous pass's squared distances after 
 square root (IEEE ``sqrt_rn`` in fp32). ``signed``: the first pass computes the transforms
 of the mask and of its complement side by side (two halves of one buffer), the middle
 passes treat the halves as a batch of 2B, the last pass writes ``d_out - d_in`` (0 where
-either is inf: a slice without one of the classes).
+either is inf: a slice without one of the classes). ``SUM`` (the Hausdorff loss's fields,
+``triton_segloss.hausdorff``, whose own first pass reads the logits and labels): the last pass
+writes ``d_a + d_b`` of the two halves instead (inf where either is inf).
 
 Why the tiled brute-force minimum and not F&H's O(n) lower envelope: F&H walks a line
 sequentially with a stack of parabolas (scratch memory per line, one thread per line, data-
@@ -51,11 +53,12 @@ def _edt_pass_kernel(
     stride_oo1, stride_oo2, stride_oa, stride_ok,  # output strides
     half_in, half_out,  # TWO: element offset of the second half of the input (not FIRST) / output (not LAST)
     sp_hi, sp_lo,  # spacing of the pass axis, split_f64
-    FIRST: tl.constexpr, LAST: tl.constexpr, TWO: tl.constexpr,
+    FIRST: tl.constexpr, LAST: tl.constexpr, TWO: tl.constexpr, SUM: tl.constexpr,
     ACC: tl.constexpr, BI: tl.constexpr, BK: tl.constexpr,
 ):
     """out(i) = min_j in(j) + (s (i - j))^2 on a [BI, BK] tile (see the module docstring); LAST: sqrt,
-    and with TWO, sqrt(a) - sqrt(b) (0 where either is inf). No gradient: the input is a mask."""
+    and with TWO, sqrt(a) - sqrt(b) (0 where either is inf), or with SUM sqrt(a) + sqrt(b).
+    No gradient: the input is a mask."""
     pid0 = tl.program_id(0).to(tl.int64)
     o1 = pid0 // O2
     o2 = pid0 % O2
@@ -92,7 +95,9 @@ def _edt_pass_kernel(
         else:
             r0 = tl.sqrt_rn(acc0)
             r1 = tl.sqrt_rn(acc1)
-        if TWO:
+        if TWO and SUM:
+            res = r0 + r1
+        elif TWO:
             res = tl.where((r0 == float("inf")) | (r1 == float("inf")), 0.0, r0 - r1)
         else:
             res = r0
@@ -110,7 +115,8 @@ def _axes(a):
     return {1: (3, 2), 2: (3, 1), 3: (2, 1)}[a]
 
 
-def _launch(src, dst, a, spacing, first, last, two, half_in, half_out, acc):
+def _launch(src, dst, a, spacing, first, last, two, half_in, half_out, acc, add=False):
+    """One pass along axis ``a`` of ``(B, D0, D1, D2)`` tensors; ``add``: the last pass sums the halves."""
     kx, ox = _axes(a)
     n, K, O2 = src.shape[a], src.shape[kx], src.shape[ox]
     BI = max(2, min(64, triton.next_power_of_2(n)))
@@ -124,7 +130,7 @@ def _launch(src, dst, a, spacing, first, last, two, half_in, half_out, acc):
         stride_io1=si[0], stride_io2=si[ox], stride_ia=si[a], stride_ik=si[kx],
         stride_oo1=so[0], stride_oo2=so[ox], stride_oa=so[a], stride_ok=so[kx],
         half_in=half_in, half_out=half_out, sp_hi=hi, sp_lo=lo,
-        FIRST=first, LAST=last, TWO=two, ACC=tl_acc(acc), BI=BI, BK=BK, num_warps=4)
+        FIRST=first, LAST=last, TWO=two, SUM=bool(add), ACC=tl_acc(acc), BI=BI, BK=BK, num_warps=4)
 
 
 def edt(mask, o):
@@ -159,9 +165,11 @@ def edt(mask, o):
 def _aot_variants():
     specs = []
     for acc, accty in ((tl.float32, "*fp32"), (tl.float64, "*fp64")):
-        for first, last, two, inty in ((True, False, True, "*u8"), (False, False, False, accty),
-                                       (False, True, True, accty), (True, True, True, "*fp32")):
-            specs.append(aot_spec(_edt_pass_kernel, dict(FIRST=first, LAST=last, TWO=two, ACC=acc, BI=64, BK=32),
+        for first, last, two, add, inty in ((True, False, True, False, "*u8"), (False, False, False, False, accty),
+                                            (False, True, True, False, accty), (True, True, True, False, "*fp32"),
+                                            (False, True, True, True, accty)):
+            specs.append(aot_spec(_edt_pass_kernel, dict(FIRST=first, LAST=last, TWO=two, SUM=add, ACC=acc, BI=64,
+                                                         BK=32),
                                   in_ptr=inty, out_ptr=accty, sp_hi="fp32", sp_lo="fp32",
                                   stride_io1="i64", stride_oo1="i64", half_in="i64", half_out="i64"))
     return specs

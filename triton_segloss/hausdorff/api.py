@@ -2,11 +2,12 @@
 boundary loss (Kervadec et al. 2019) and the scheduled region + boundary combination.
 
 Both losses weigh each pixel by constant distance maps (no gradient flows through them),
-computed on the device by the ``distance`` family's exact EDT from thresholded masks.
-The pixel pass is one custom op (``triton_segloss::distance_weighted``, ``ops.py``):
-a forward kernel that reads the logits once (probabilities, the pixel term and the
-partial sums), a one-program finisher and a backward kernel. The distance maps add the
-EDT's launches and the mask preparation (see each function).
+computed on the device by the ``distance`` family's exact EDT, one launch per spatial axis,
+whose first pass reads the logits and the target and thresholds them in registers (custom op
+``triton_segloss::distance_loss_fields``). The pixel pass is one custom op
+(``triton_segloss::distance_weighted``, ``ops.py``): a forward kernel that reads the logits
+once (probabilities, the pixel term and the partial sums), a one-program finisher and a
+backward kernel. A training step: 2 + 3 launches in 2D, 3 + 3 in 3D, no host sync.
 
 Conventions shared by the family:
 
@@ -35,20 +36,13 @@ from triton_segloss._core.validate import (
     check_reduction, finite_float, multiclass_target_ns, shape_str,
 )
 
-from .ops import DistanceLossOptions, distance_weighted
+from .ops import DiceBoundaryOptions, DistanceLossOptions, FieldOptions, dice_boundary, distance_weighted, \
+    loss_fields
 
 __all__ = ["hausdorff_dt_loss", "boundary_loss", "dice_boundary_loss", "BoundaryLossSchedule"]
 
 MODES = ("binary", "multiclass", "multilabel")
 REGIONS = ("generalized_dice", "dice")
-
-
-def _edt(mask: Tensor, spacing) -> Tensor:
-    """Distance of every pixel of ``mask`` (N, C, *spatial) to its nearest True pixel (0 on it,
-    inf where a slice has none): the ``distance`` family's exact EDT."""
-    from triton_segloss.distance.api import distance_transform
-
-    return distance_transform(mask, spacing=spacing)
 
 
 def _check_mode(mode: str, logits: Tensor) -> None:
@@ -64,35 +58,20 @@ def _check_mode(mode: str, logits: Tensor) -> None:
                          f"got {shape_str(logits)}")
 
 
-def _prepare(logits: Tensor, target: Tensor, mode: str, from_logits: bool, want_mask: bool = True):
-    """Checks; returns (t for the op, the target's bool mask (N, C, *spatial), or None)."""
+def _prepare(logits: Tensor, target: Tensor, mode: str, from_logits: bool) -> Tensor:
+    """Checks; returns the target as the op reads it ((N, 1, S) labels or an (N, C, S) mask)."""
     check_logits(logits)
     _check_mode(mode, logits)
-    n, c = logits.shape[:2]
-    spatial = tuple(logits.shape[2:])
+    c = logits.shape[1]
     if mode == "multiclass":
         t = multiclass_target_ns(logits, target)
         check_label_values(target, c, None)
-        mt = None
-        if want_mask:
-            cls = torch.arange(c, device=logits.device).view((1, c) + (1,) * len(spatial))
-            mt = t.view((n, 1) + spatial) == cls
     else:
         t = binary_target_ncs(logits, target)
         check_binary_values(target, None)
-        mt = t.view((n, c) + spatial) > 0.5 if want_mask else None
     if not from_logits:
         check_probabilities(logits)
-    return t, mt
-
-
-def _pred_mask(logits: Tensor, mode: str, from_logits: bool) -> Tensor:
-    """The prediction's mask p > 0.5 (sigmoid: x > 0, which is p > 0.5 in exact arithmetic)."""
-    if not from_logits:
-        return logits.detach() > 0.5
-    if mode == "multiclass":
-        return torch.softmax(logits.detach(), dim=1) > 0.5
-    return logits.detach() > 0
+    return t
 
 
 def _alpha(alpha) -> float:
@@ -102,15 +81,22 @@ def _alpha(alpha) -> float:
     return a
 
 
-def _fields_of(masks: Sequence[Tensor], spacing, logits: Tensor) -> list[Tensor]:
-    """Each mask's DT(m) and DT(~m), from one EDT call on the stacked masks (float64 fields for
-    float64 logits: the EDT returns the mask's float dtype, float32 for a bool mask)."""
-    c = masks[0].shape[1]
-    stack = torch.cat([m for mk in masks for m in (mk, ~mk)], dim=1)
-    if logits.dtype == torch.float64:
-        stack = stack.to(torch.float64)
-    d = _edt(stack, spacing)
-    return [d[:, i * c:(i + 1) * c] for i in range(2 * len(masks))]
+def _fields(logits: Tensor, t: Tensor, kind: str, mode: str, from_logits: bool, spacing) -> tuple[Tensor, Tensor]:
+    """The op's two constant maps ``(N, C, *spatial)`` from the logits and the target ``t`` (the
+    op's view of it), computed on the device by one custom op (``ops.loss_fields``: the exact EDT,
+    one launch per spatial axis, masks thresholded inside its first pass)."""
+    from triton_segloss.distance.api import check_spacing
+
+    n, c, *spatial = logits.shape
+    ndim = len(spatial)
+    if ndim > 3:
+        raise ValueError(f"the distance maps need 1, 2 or 3 spatial dims, got logits {shape_str(logits)}")
+    sp = check_spacing(None if spacing is None else tuple(float(v) for v in spacing), ndim)
+    tt = t.reshape((n,) + tuple(spatial)) if mode == "multiclass" else t.reshape((n, c) + tuple(spatial))
+    o = FieldOptions(kind=kind, multiclass=mode == "multiclass", from_logits=bool(from_logits),
+                     spacing=(1.0,) * (3 - ndim) + sp, ndim=ndim)
+    f = loss_fields(logits.detach(), tt, o)
+    return f[0], f[1]
 
 
 def _op(logits, t, fa, fb, opts):
@@ -124,7 +110,7 @@ def _hausdorff_from_fields(logits: Tensor, target: Tensor, pred_field: Tensor, t
     """``hausdorff_dt_loss`` with the two distance fields given (``(N, C, *spatial)`` each;
     ``inf`` reads as 0). Tests and users who precompute the target's field use it."""
     check_reduction(reduction)
-    t, _ = _prepare(logits, target, mode, from_logits, want_mask=False)
+    t = _prepare(logits, target, mode, from_logits)
     opts = DistanceLossOptions(kind="hausdorff", multiclass=mode == "multiclass", from_logits=bool(from_logits),
                                alpha=_alpha(alpha), skip_background=not include_background,
                                per_image=bool(per_image), reduction=reduction)
@@ -167,18 +153,18 @@ def hausdorff_dt_loss(
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (MONAI's ``(N, K, 1, ...)`` without the
             trailing ones).
 
-    Launches on the CUDA path: the op's 3 (forward, finisher, backward), plus the masks
-    (a compare each, a softmax for multiclass, one cat), one EDT call on the stacked
-    ``[m_p, ~m_p, m_t, ~m_t]`` and two adds for the fields. No host sync.
+    Launches on the CUDA path: one per spatial axis for both fields (the exact EDT of
+    ``m_p``, ``~m_p``, ``m_t`` and ``~m_t`` at once, the masks thresholded inside its first
+    pass), then the loss's forward, finisher and backward: 5 (2D) or 6 (3D) a training step,
+    no other device op, no host sync.
     """
     check_reduction(reduction)
-    t, mt = _prepare(logits, target, mode, from_logits)
-    mp = _pred_mask(logits, mode, from_logits)
-    a, na, b, nb = _fields_of([mp, mt], None if spacing is None else tuple(float(v) for v in spacing), logits)
+    t = _prepare(logits, target, mode, from_logits)
+    fa, fb = _fields(logits, t, "hausdorff", mode, from_logits, spacing)
     opts = DistanceLossOptions(kind="hausdorff", multiclass=mode == "multiclass", from_logits=bool(from_logits),
                                alpha=_alpha(alpha), skip_background=not include_background,
                                per_image=bool(per_image), reduction=reduction)
-    return _op(logits, t, a + na, b + nb, opts)
+    return _op(logits, t, fa, fb, opts)
 
 
 def _boundary_from_fields(logits: Tensor, target: Tensor, dist_to_target: Tensor, dist_to_complement: Tensor, *,
@@ -186,7 +172,7 @@ def _boundary_from_fields(logits: Tensor, target: Tensor, dist_to_target: Tensor
                           from_logits: bool = True, reduction: str = "mean") -> Tensor:
     """``boundary_loss`` with the target's two distance maps given (``inf`` where a class is empty)."""
     check_reduction(reduction)
-    t, _ = _prepare(logits, target, mode, from_logits, want_mask=False)
+    t = _prepare(logits, target, mode, from_logits)
     opts = DistanceLossOptions(kind="boundary", multiclass=mode == "multiclass", from_logits=bool(from_logits),
                                skip_background=not include_background, per_image=bool(per_image),
                                reduction=reduction)
@@ -217,12 +203,13 @@ def boundary_loss(
     Args and reductions as :func:`hausdorff_dt_loss` (default ``mode="multiclass"``, and
     ``include_background=False`` keeps the paper's foreground classes).
 
-    Launches on the CUDA path: the op's 3, the mask (a compare, an arange for multiclass),
-    one cat and one EDT call on ``[m_t, ~m_t]``. No host sync.
+    Launches on the CUDA path: one per spatial axis for the target's two maps (the mask
+    thresholded inside the EDT's first pass), then the loss's forward, finisher and backward:
+    5 (2D) or 6 (3D) a training step, no other device op, no host sync.
     """
     check_reduction(reduction)
-    t, mt = _prepare(logits, target, mode, from_logits)
-    fa, fb = _fields_of([mt], None if spacing is None else tuple(float(v) for v in spacing), logits)
+    t = _prepare(logits, target, mode, from_logits)
+    fa, fb = _fields(logits, t, "boundary", mode, from_logits, spacing)
     opts = DistanceLossOptions(kind="boundary", multiclass=mode == "multiclass", from_logits=bool(from_logits),
                                skip_background=not include_background, per_image=bool(per_image),
                                reduction=reduction)
@@ -247,20 +234,27 @@ def dice_boundary_loss(
     ``region="generalized_dice"`` (the paper's, per image, over every class including the
     background as in its code) or ``"dice"`` (plain soft Dice, same classes); the boundary term
     is :func:`boundary_loss` over the kept classes (``include_background``). Both are "mean"
-    reduced. Launches: the Dice family's 3 plus the boundary loss's (see there).
+    reduced; the region term equals ``triton_segloss.generalized_dice_loss`` / ``dice_loss`` with
+    ``per_image=True`` (and their defaults ``smooth=0``, ``eps=1e-7``).
+
+    One op (``triton_segloss::dice_boundary``): the boundary loss's pixel pass also sums the region
+    term's ``I = sum p t``, ``P = sum p``, ``T = sum t`` per (image, class), one finisher writes the
+    loss and the region term's gradient coefficients, one backward kernel adds both gradients.
+    Launches on the CUDA path: the target maps' EDT (one per spatial axis) + 3: 5 (2D) or 6 (3D)
+    a training step, no host sync.
     """
     a = finite_float(alpha, "alpha")
     if not torch.compiler.is_compiling() and not 0.0 <= a <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if region not in REGIONS:
         raise ValueError(f"region must be one of {REGIONS}, got {region!r}")
-    from triton_segloss.dice.api import dice_loss, generalized_dice_loss
-
-    fn = generalized_dice_loss if region == "generalized_dice" else dice_loss
-    reg = fn(logits, target, mode=mode, per_image=True, from_logits=from_logits)
-    bnd = boundary_loss(logits, target, mode=mode, include_background=include_background, from_logits=from_logits,
-                        spacing=spacing)
-    return reg * (1.0 - a) + bnd * a
+    t = _prepare(logits, target, mode, from_logits)
+    fa, fb = _fields(logits, t, "boundary", mode, from_logits, spacing)
+    n, c = logits.shape[:2]
+    o = DiceBoundaryOptions(multiclass=mode == "multiclass", from_logits=bool(from_logits), region=region, weight=a,
+                            skip_background=not include_background)
+    loss, _ = dice_boundary(as_ncs(logits, n, c), t, as_ncs(fa, n, c), as_ncs(fb, n, c), o)
+    return loss
 
 
 class BoundaryLossSchedule:

@@ -1,6 +1,18 @@
-"""The distance-map losses' custom op ``triton_segloss::distance_weighted`` (and its backward).
+"""The distance-map losses' custom ops: ``triton_segloss::distance_loss_fields`` (the constant
+distance maps) and ``triton_segloss::distance_weighted`` (the loss, and its backward).
+
+``distance_loss_fields(logits, target, options) -> fields``: ``(2, N, C, *spatial)`` in the
+accumulation dtype, ``fields[0] = f_a`` and ``fields[1] = f_b`` below, computed from the
+logits and the target themselves (the masks exist only in the first EDT pass's registers:
+the prediction's ``p > 0.5``, the target's ``t > 0.5`` or ``y == c``). No gradient (the api
+passes detached logits; the backward raises if autograd ever reaches it). Launches: one per
+spatial axis (``kernels.fields``).
 
 ``distance_weighted(logits, target, field_a, field_b, options) -> loss``
+
+``dice_boundary(logits, target, field_a, field_b, options) -> (loss, coef)``: the boundary loss's
+pixel pass, which also sums the region term (generalized or soft Dice per image), finished into
+``(1 - w) region + w boundary`` and the region term's coefficients (see ``DiceBoundaryOptions``).
 
 Both losses of the family weigh each pixel's prediction by constant distance maps
 (no gradient flows through them):
@@ -46,6 +58,17 @@ class DistanceLossOptions(NamedTuple):
     reduction: str = "mean"
 
 
+class FieldOptions(NamedTuple):
+    """What the fields op computes: the hausdorff fields (``d_p``, ``d_t``) or the boundary
+    loss's two maps of the target (``DT(t)``, ``DT(~t)``)."""
+
+    kind: str = "hausdorff"
+    multiclass: bool = False  # target: integer labels (N, *spatial), the prediction's mask from a softmax
+    from_logits: bool = True  # False: the prediction's mask is logits > 0.5 (probabilities)
+    spacing: tuple[float, ...] = (1.0, 1.0, 1.0)  # one per padded spatial dim (D0, D1, D2)
+    ndim: int = 2  # real spatial dims: the last ``ndim`` of (D0, D1, D2)
+
+
 def first_class(o: DistanceLossOptions, c: int) -> int:
     return 1 if (o.skip_background and c > 1) else 0
 
@@ -76,6 +99,22 @@ def _impl(device):
     return torch_impl
 
 
+def _fields_forward(logits, target, o):
+    return _impl(logits.device).fields(logits, target, o)
+
+
+def _fields_fake(logits, target, o):
+    return logits.new_empty((2, *logits.shape), dtype=acc_dtype(logits.dtype))
+
+
+def _fields_backward(grads, saved, logits, target, o):
+    raise RuntimeError("triton_segloss::distance_loss_fields is not differentiable: its maps are constants")
+
+
+loss_fields = define_op("distance_loss_fields", FieldOptions, tensors=("logits", "target"), outputs=1,
+                        forward=_fields_forward, fake=_fields_fake, backward=_fields_backward)
+
+
 def _forward(logits, target, field_a, field_b, o):
     return _impl(logits.device).forward(logits, target, field_a, field_b, o)
 
@@ -93,3 +132,47 @@ def _backward(grads, saved, logits, target, field_a, field_b, o):
 distance_weighted = define_op("distance_weighted", DistanceLossOptions,
                               tensors=("logits", "target", "field_a", "field_b"), outputs=1,
                               forward=_forward, fake=_fake, backward=_backward)
+
+
+# ---- the region + boundary combination in one op --------------------------------------------------
+
+REGIONS = ("generalized_dice", "dice")
+
+
+class DiceBoundaryOptions(NamedTuple):
+    """``dice_boundary_loss``: ``(1 - weight) * region + weight * boundary``, both "mean" reduced."""
+
+    multiclass: bool = True  # softmax over C from integer labels (else sigmoid per channel)
+    from_logits: bool = True
+    region: str = "generalized_dice"  # per image over every class: generalized Dice (1 / T^2) or soft Dice
+    weight: float = 0.5  # the boundary term's weight alpha of the schedule
+    skip_background: bool = True  # the boundary term drops class 0 (C > 1 only)
+    eps: float = 1e-7  # the region score's denominator clamp (the Dice family's default)
+
+
+def boundary_options(o: DiceBoundaryOptions) -> DistanceLossOptions:
+    """The boundary term of the combination as the distance-weighted kernels read it."""
+    return DistanceLossOptions(kind="boundary", multiclass=o.multiclass, from_logits=o.from_logits,
+                               skip_background=o.skip_background, per_image=True, reduction="mean")
+
+
+def _db_forward(logits, target, field_a, field_b, o):
+    return _impl(logits.device).dice_boundary_forward(logits, target, field_a, field_b, o)
+
+
+def _db_fake(logits, target, field_a, field_b, o):
+    n, c = logits.shape[0], logits.shape[1]
+    acc = acc_dtype(logits.dtype)
+    return logits.new_empty((), dtype=acc), logits.new_empty((n, c, 2), dtype=acc)
+
+
+def _db_backward(grads, saved, logits, target, field_a, field_b, o):
+    (g,) = grads
+    (coef,) = saved
+    return _impl(logits.device).dice_boundary_backward(g, coef, logits, target, field_a, field_b, o)
+
+
+# (loss, coef): coef (N, C, 2) = dLoss/dI, dLoss/dP of the region term per (image, class), per unit
+# upstream gradient, written by the finisher; the backward adds the boundary term's (alpha phi k).
+dice_boundary = define_op("dice_boundary", DiceBoundaryOptions, tensors=("logits", "target", "field_a", "field_b"),
+                          outputs=2, forward=_db_forward, fake=_db_fake, backward=_db_backward, saved_outputs=(1,))
