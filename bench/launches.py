@@ -191,6 +191,7 @@ class Case:
     eager: Optional[Callable] = None
     backward: bool = True
     sort: int = 0  # device launches of the sort the loss needs on top of the budget (Lovász)
+    dt: int = 0  # device launches of the distance transform on top of the budget (one per spatial axis)
 
 
 _CONSTS: dict = {}
@@ -283,6 +284,12 @@ def cases() -> list:
         Case("ncut_loss spatial_gaussian", lambda p, img: tsl.ncut_loss(p, img, radius=2, spatial_gaussian=True),
              (2, 3, 16, 16), "image"),
         Case("confusion_matrix", lambda x, t: tsl.metrics.confusion_matrix(x, t, 4), M, "labels", backward=False),
+        Case("hausdorff_dt_loss", tsl.hausdorff_dt_loss, B, "mask", dt=2),
+        Case("hausdorff_dt_loss multiclass 3d", lambda x, t: tsl.hausdorff_dt_loss(x, t, mode="multiclass"),
+             (2, 3, 4, 8, 8), "labels", dt=3),
+        Case("boundary_loss multiclass", lambda x, t: tsl.boundary_loss(x, t, mode="multiclass"), M, "labels", dt=2),
+        Case("dice_boundary_loss multiclass", lambda x, t: tsl.dice_boundary_loss(x, t, mode="multiclass", alpha=0.3),
+             M, "labels", dt=2),
         Case("cldice_loss", tsl.cldice_loss, B, "mask"),
         Case("dice_cldice_loss multiclass", lambda x, t: tsl.dice_cldice_loss(x, t, mode="multiclass"), M, "labels"),
         Case("cldice_loss 3d", tsl.cldice_loss, (2, 1, 4, 8, 8), "mask"),

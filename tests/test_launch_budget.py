@@ -2,7 +2,7 @@
 
 A training step (forward + backward) of every public loss, in every mode, with
 default and non-default options, is at most 4 device launches (Lovász: plus its
-sort) and makes no host sync, on the CUDA code path (Triton launches counted in
+sort; the distance losses: plus one distance-transform pass per spatial axis) and makes no host sync, on the CUDA code path (Triton launches counted in
 the interpreter, every other device op through a dispatch mode, value checks
 off as on CUDA). This is a count, not a timing: it is exact and repeatable.
 """
@@ -27,7 +27,10 @@ def test_training_step_within_budget(name):
     assert step.syncs == 0, f"{step.syncs} host syncs: {ops}"
     sorts = sum("sort" in op for op in ops)
     assert sorts <= case.sort, f"{sorts} sorts: {ops}"
-    assert step.launches - sorts <= 4, f"{step.launches - sorts} launches besides the sort: {ops}"
+    dts = sum("_edt_pass_kernel" in op or "_fields_first_pass_kernel" in op for op in ops)
+    assert dts <= case.dt, f"{dts} distance-transform passes: {ops}"
+    rest = step.launches - sorts - dts
+    assert rest <= 4, f"{rest} launches besides the sort and the distance transform: {ops}"
 
 
 def test_counter_sees_launches_and_syncs():

@@ -96,4 +96,6 @@ def iou(preds, labels, C, EMPTY=1.0, ignore=None, per_image=False):
         preds, labels = (preds,), (labels,)
     ignore = None if ignore is None else int(ignore)
     ious = [_per_image_ious(_labels(p), _labels(lab), C, ignore, EMPTY) for p, lab in zip(preds, labels)]
+    import numpy as np  # Berman's iou returns a numpy array (numpy is not a dependency of the package)
+
     return 100 * np.array([_berman_mean(v) for v in zip(*ious)])
