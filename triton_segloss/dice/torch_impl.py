@@ -23,7 +23,7 @@ from .ops import NCOEF, TINY, class_positions, class_vector, grad_layout, out_sh
 
 PIXEL_CODES = {"none": 0, "xent": 1, "focal": 2, "sfocal": 3}
 
-_CHUNK = 1 << 20  # elements of an (N, C, chunk) temporary (4 MiB in float32)
+_CHUNK = 1 << 22  # elements of an (N, C, chunk) temporary (16 MiB in float32; one chunk for most 2D batches)
 _TINY = TINY
 
 
@@ -150,7 +150,49 @@ def _onehot(x, ys, valid):
     return t, torch.sigmoid(x), torch.sigmoid(-x)
 
 
+def _binary_fast(w, from_logits, f, hard) -> bool:
+    """Plain soft Dice / Jaccard / Tversky of sigmoid probabilities (no weight map, no pixel term, no
+    recipe-only options): the same sums in fewer passes."""
+    return (w is None and from_logits and not hard and not f.signed and f.lw is None and f.pixel == 0
+            and not f.soft)
+
+
+def _binary_fwd_fast(x, t, f):
+    acc = acc_dtype(x.dtype)
+    x, t = x.to(acc), t.to(acc)
+    n, c, s = x.shape
+    if f.ignore_index is not None:
+        valid = t != f.ignore_index
+        t = torch.where(valid, t, 0.0)
+        vf = valid.to(acc)
+    p = torch.sigmoid(x)
+    pv = p if f.ignore_index is None else p * vf
+    pk = pv * p if f.squared else pv
+    tk = t * t if f.squared else t
+    i_sum = torch.bmm(pv.reshape(n * c, 1, s), t.reshape(n * c, s, 1)).view(n, c)  # sum p t without a temporary
+    count = torch.full_like(i_sum, s) if f.ignore_index is None else vf.sum(-1)
+    return torch.stack([i_sum, pk.sum(-1), tk.sum(-1), torch.zeros_like(i_sum), count], -1)
+
+
+def _binary_bwd_fast(x, t, g, f):
+    """dx = (gI t + gP (2 p if squared)) p (1 - p), zero on ignored elements: sigmoid, one fused
+    multiply-add and sigmoid's own backward."""
+    acc = acc_dtype(x.dtype)
+    x, t = x.to(acc), t.to(acc)
+    valid = None
+    if f.ignore_index is not None:
+        valid = t != f.ignore_index
+        t = torch.where(valid, t, 0.0)
+    p = torch.sigmoid(x)
+    g_i, g_p = g[:, :, 0:1], g[:, :, 1:2]
+    a = torch.addcmul(g_p * (2.0 * p) if f.squared else g_p, t, g_i)
+    dx = torch.ops.aten.sigmoid_backward(a, p)
+    return dx if valid is None else dx.masked_fill_(~valid, 0.0)
+
+
 def _binary_fwd(x, t, w, from_logits, f, hard, threshold):
+    if _binary_fast(w, from_logits, f, hard):
+        return _binary_fwd_fast(x, t, f)
     x, t, valid, wl, p, pn = _binary_prep(x, t, w, from_logits, f, f.pixel == 2)
     if hard:
         p = (p > threshold).to(x.dtype)
@@ -167,6 +209,8 @@ def _binary_fwd(x, t, w, from_logits, f, hard, threshold):
 
 
 def _binary_bwd(x, t, w, g, from_logits, f):
+    if _binary_fast(w, from_logits, f, False):
+        return _binary_bwd_fast(x, t, g, f)
     x, t, valid, wl, p, pn = _binary_prep(x, t, w, from_logits, f, f.pixel == 2)
     dx = f.dsums(p, t, wl, g[:, :, 0:1], g[:, :, 1:2])
     if from_logits:  # dx * p (1 - p) in one pass, as torch's own sigmoid backward
@@ -216,7 +260,77 @@ def _class_sum(a, wl):
     return (a * wl).sum(-1)
 
 
+def _mc_fast(w, from_logits, f) -> bool:
+    """The common multiclass case (softmax of logits, no weight map, no recipe-only options, the pixel
+    term none or plain CE) takes fewer passes over the (N, C, s) tile: the same math, fewer temporaries."""
+    return (w is None and from_logits and not f.signed and f.lw is None
+            and (f.pixel == 0 or (f.pixel == 1 and not f.ls)))
+
+
+def _mc_fwd_fast(x, y, f):
+    """I, P, T, L, n of the fast case: P over every channel, I / T / L / n scattered to the label's class."""
+    n, c = x.shape[:2]
+    acc = acc_dtype(x.dtype)
+    x = x.to(acc)
+    y = y.long()
+    valid = (y >= 0) & (y < c)
+    if f.ignore_index is not None:
+        valid &= y != int(f.ignore_index)
+    ys = torch.where(valid, y, 0)
+    vf = valid.to(acc)
+    idx = ys.view(n, -1)
+    zeros = torch.zeros((n, c), dtype=acc, device=x.device)
+    if f.pixel == 1:
+        lse = torch.logsumexp(x, 1, keepdim=True)
+        p = torch.exp(x - lse)
+    else:
+        p = torch.softmax(x, 1)
+    pk = p * p if f.squared else p
+    p_sum = pk.sum(-1) if f.ignore_index is None else torch.bmm(pk, vf.transpose(1, 2)).squeeze(-1)
+    p_y = p.gather(1, ys) * vf
+    count = zeros.scatter_add(1, idx, vf.view(n, -1))
+    l_sum = zeros
+    if f.pixel == 1:
+        l_sum = zeros.scatter_add(1, idx, ((lse - x.gather(1, ys)) * vf).view(n, -1))
+    return torch.stack([zeros.scatter_add(1, idx, p_y.view(n, -1)), p_sum, count, l_sum, count], -1)
+
+
+def _mc_bwd_fast(x, y, g, f):
+    """dx of the fast case: with a_c = gP_c (2 p_c if squared) + gI_c [c = y] + the CE term,
+    dx_c = p_c (a_c - sum_c' p_c' a_c') in three passes over the tile and one scatter."""
+    n, c, s = x.shape
+    acc = acc_dtype(x.dtype)
+    x = x.to(acc)
+    y = y.long()
+    valid = (y >= 0) & (y < c)
+    if f.ignore_index is not None:
+        valid &= y != int(f.ignore_index)
+    ys = torch.where(valid, y, 0)
+    vf = valid.to(acc)
+    g_i, g_p, g_l = (g[:, :, k:k + 1] for k in (0, 1, 3))  # (N, C, 1)
+    p = torch.softmax(x, 1)
+    p_y = p.gather(1, ys)
+    q = p_y * g_i.expand(-1, -1, s).gather(1, ys)  # p_y gI_y: the label channel's I term
+    if f.squared:
+        u = (2.0 * g_p) * p
+        base = u - ((p * u).sum(1, keepdim=True) + q)
+    else:
+        base = g_p - ((p * g_p).sum(1, keepdim=True) + q)
+    extra = q
+    if f.pixel == 1:  # CE: gL_y (p_j - [j = y])
+        cl = g_l.expand(-1, -1, s).gather(1, ys)
+        base = base + cl
+        extra = q - cl
+    dx = p * base
+    dx.scatter_add_(1, ys, extra)
+    if f.ignore_index is not None or not bool(valid.all()):
+        dx = dx * vf
+    return dx
+
+
 def _mc_fwd(x, y, w, from_logits, f):
+    if _mc_fast(w, from_logits, f):
+        return _mc_fwd_fast(x, y, f)
     n, c = x.shape[:2]
     x, ys, valid, vf, wl, wl_y, p = _mc_prep(x, y, w, from_logits, f)
     idx = ys.view(n, -1)
@@ -253,6 +367,8 @@ def _mc_fwd(x, y, w, from_logits, f):
 
 
 def _mc_bwd(x, y, w, g, from_logits, f):
+    if _mc_fast(w, from_logits, f):
+        return _mc_bwd_fast(x, y, g, f)
     x, ys, valid, vf, wl, wl_y, p = _mc_prep(x, y, w, from_logits, f)
     g_i, g_p, g_l = (g[:, :, k:k + 1] for k in (0, 1, 3))  # (N, C, 1)
     gi_y = g_i.expand(-1, -1, ys.shape[2]).gather(1, ys)
@@ -502,8 +618,13 @@ def backward(g, coef, x, t, w, cw, pw, pb, o):
     acc = acc_dtype(x.dtype)
     gs = _upstream(g, coef.to(acc), o, n, c, acc)
     fn = _mc_bwd if o.multiclass else _binary_bwd
+    chunks = _chunks(n, c, s)
+    if len(chunks) == 1:  # one chunk: the gradient is returned as computed when it has the logits' layout
+        d = fn(x, t, w, gs, o.from_logits, f)
+        if d.dtype == x.dtype and d.stride() == x.stride():
+            return d
     dx = torch.empty_like(x)  # the logits' layout, as the kernels and the fake promise
-    for a, b in _chunks(n, c, s):
+    for a, b in chunks:
         ws = None if w is None else w[..., a:b]
         dx[..., a:b] = fn(x[..., a:b], t[..., a:b], ws, gs, o.from_logits, f)
     return dx
