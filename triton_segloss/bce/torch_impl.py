@@ -1,9 +1,13 @@
 """PyTorch path of the BCE family: the same functions and contract as ``kernels.py``.
 
-The elementwise loss is ``(1 - s) softplus(x) + pw s softplus(-x)`` (softplus takes
-``log1p``, so confident pixels keep their tiny losses, which torch's fused BCE rounds to
-0); ignore masks and per-pixel weights multiply it. The backward is the
-hand-derived gradient with in-place ops, so it allocates one input-sized buffer.
+The elementwise loss is ``(1 - s) softplus(x) + pw s softplus(-x)``, written so that
+confident pixels keep their tiny losses (torch's fused BCE rounds l = log(1 + e^-20) to 0).
+On the CPU a one-pass check (t - t^2 > 0 for a target that is not 0 or 1) selects, for
+binary targets, ``pw^t softplus((1 - 2t) x)``: two passes, both in the check's buffer.
+Soft targets take ``max(x, 0) - x s + log(1 + e^-|x|)`` (pw == 1) or the two softplus
+terms. Ignore masks and per-pixel weights multiply the map. The backward is the
+hand-derived gradient with in-place ops and every scalar folded into one multiply, so it
+allocates one input-sized buffer, the gradient it returns.
 """
 
 from __future__ import annotations
@@ -27,26 +31,56 @@ def _weight(t, w, o, acc):
     return valid, weight
 
 
-def _elementwise(x, t, w, pw, o, acc, reduction):
+def _binary(ts, o):
+    """(every (smoothed, ignore-zeroed) target is 0 or 1, a scratch buffer of ``ts``'s shape or None);
+    checked on the CPU only, where reading the answer costs no device sync (elsewhere the general
+    path runs)."""
+    if o.label_smoothing or ts.device.type != "cpu" or ts.numel() == 0:
+        return False, None
+    # the targets were checked to lie in [0, 1]: t - t^2 > 0 exactly for the others (fp32 included)
+    buf = torch.addcmul(ts, ts, ts, value=-1.0)
+    return not bool(buf.max() > 0), buf
+
+
+def _number(v):
+    """A 0-d tensor as a Python number on the CPU (free there; elsewhere it stays a tensor, no sync)."""
+    return float(v) if isinstance(v, torch.Tensor) and v.dim() == 0 and v.device.type == "cpu" else v
+
+
+def _elementwise(x, t, w, pw, o, acc):
+    """(elementwise loss map, valid mask or None, smoothed target with 0 where ignored, binary)."""
     valid, weight = _weight(t, w, o, acc)
     ts = _smoothed(t, acc, o.label_smoothing)
     if valid is not None:
         ts = torch.where(valid, ts, 0.0)  # an ignore value (e.g. 255) must not reach the formula
-    if pw is not None:
-        pw = pw.to(acc)
-    elif o.pos_weight != 1.0:
-        pw = torch.full((), o.pos_weight, dtype=acc, device=x.device)
-    # (1 - ts) sp(x) + pw ts sp(-x) with sp = softplus, which takes log1p: torch's fused BCE forms
-    # log(1 + e^-|x|) by cancellation and returns 0 for l = log(1 + e^-20) = 2.06e-9
     xa = x.to(acc)
-    loss = F.softplus(xa).mul_(1.0 - ts)
-    neg = F.softplus(-xa).mul_(ts)
-    loss = loss.add_(neg if pw is None else neg.mul_(pw))
+    binary, buf = _binary(ts, o)
+    if binary:
+        # t in {0, 1}: l = pw^t softplus((1 - 2t) x), softplus exact below 20 (where l is small: it
+        # takes log1p) and x itself above (relative error < 1e-9); both in the check's buffer
+        if buf.shape != xa.shape:
+            buf = torch.empty_like(xa)
+        loss = torch._C._nn.softplus(torch.addcmul(xa, xa, ts, value=-2.0, out=buf), 1, 20, out=buf)
+        if pw is not None:
+            loss.mul_(torch.sub(pw.to(acc), 1.0).mul_(ts).add_(1.0))
+        elif o.pos_weight != 1.0:
+            loss.mul_(torch.add(torch.ones((), dtype=acc, device=x.device), ts, alpha=o.pos_weight - 1.0))
+    elif pw is None and o.pos_weight == 1.0:
+        # max(x, 0) - x s (exact for s in {0, 1}) first, then log(1 + e^-|x|): tiny losses survive
+        loss = xa.clamp_min(0.0).addcmul_(xa, ts, value=-1.0).add_(torch.abs(xa).neg_().exp_().log1p_())
+    else:
+        if pw is not None:
+            pw = pw.to(acc)
+        else:
+            pw = o.pos_weight
+        # (1 - s) sp(x) + pw s sp(-x) with sp = softplus, which takes log1p: torch's fused BCE forms
+        # log(1 + e^-|x|) by cancellation and returns 0 for l = log(1 + e^-20) = 2.06e-9
+        loss = F.softplus(xa).mul_(1.0 - ts)
+        neg = F.softplus(-xa).mul_(ts)
+        loss = loss.add_(neg.mul_(pw))
     if weight is not None:
-        loss = loss.mul_(weight)
-    if reduction == "sum":
-        loss = loss.sum()
-    return loss, valid
+        loss = loss.mul_(weight) if weight.shape == loss.shape else loss * weight
+    return loss, valid, ts, binary
 
 
 def _sides(t, valid, acc):
@@ -63,26 +97,40 @@ def _count(valid, t, acc):
     return valid.sum().to(acc)
 
 
+def _dot(a, b):
+    """sum(a * b) in one read pass."""
+    return torch.dot(a.reshape(-1), b.reshape(-1)) if a.is_contiguous() and b.is_contiguous() else (a * b).sum()
+
+
 def forward(x, t, w, pw, o):
     """Same contract as ``kernels.forward``."""
     acc = acc_dtype(x.dtype)
     none = o.reduction == "none"
+    loss, valid, ts, binary = _elementwise(x, t, w, pw, o, acc)
     if o.balance is not None:
         a, b = o.balance
-        loss, valid = _elementwise(x, t, w, pw, o, acc, "none")
+        if binary and valid is None:
+            # pos = t, neg = 1 - t: the side sums as dot products, no masks
+            n_pos = ts.sum()
+            coef = torch.stack([a / n_pos.clamp_min(1), b / (ts.numel() - n_pos).clamp_min(1)])
+            if none:
+                return loss.mul_(torch.add(coef[1], ts, alpha=_number(coef[0] - coef[1]))), coef
+            return _dot(loss, ts) * coef[0] + _dot(loss, torch.rsub(ts, 1.0)) * coef[1], coef
         pos, neg = _sides(t, valid, acc)
         coef = torch.stack([a / pos.sum().clamp_min(1).to(acc), b / neg.sum().clamp_min(1).to(acc)])
         if none:
             return loss * torch.where(pos, coef[0], torch.where(neg, coef[1], 0.0)), coef
         return (torch.where(pos, loss, 0.0).sum() * coef[0] + torch.where(neg, loss, 0.0).sum() * coef[1]), coef
+    if valid is not None:
+        loss = loss.masked_fill_(~valid, 0.0) if valid.shape == loss.shape else torch.where(valid, loss, 0.0)
     if none:
-        return _elementwise(x, t, w, pw, o, acc, "none")[0], x.new_empty((0,), dtype=acc)
-    total, valid = _elementwise(x, t, w, pw, o, acc, "sum")
+        return loss, x.new_empty((0,), dtype=acc)
+    total = loss.sum()
     if o.reduction == "mean":
         scale = 1.0 / _count(valid, t, acc).clamp_min(1)
         return total * scale, torch.stack([scale, scale])
     one = torch.ones((), dtype=acc, device=x.device)
-    return total.clone(), torch.stack([one, one])
+    return total, torch.stack([one, one])
 
 
 def backward(g, coef, x, t, w, pw, o):
@@ -97,14 +145,18 @@ def backward(g, coef, x, t, w, pw, o):
         p = o.pos_weight if pw is None else pw.to(acc)
         dx = dx * (1.0 - ts) - p * ts * (1.0 - dx)
     if w is not None:
-        dx.mul_(w.to(acc))
+        w = w.to(acc)
+        dx = dx.mul_(w) if w.shape == dx.shape else dx * w
+    up = g.to(acc)
     if o.balance is not None:
         tv = t.to(acc)
         dx.mul_(torch.where(tv > 0.5, coef[0], torch.where(tv < 0.5, coef[1], 0.0)))
     elif coef.numel():
-        dx.mul_(coef[0])
-    dx.mul_(g.to(acc))
+        up = coef[0] * up
+    dx = dx.mul_(_number(up)) if up.dim() == 0 or up.shape == dx.shape else dx * up
     if o.ignore_index is not None:
         dx.masked_fill_(t == o.ignore_index, 0.0)
+    if dx.dtype == x.dtype and dx.stride() == x.stride():
+        return dx
     out = torch.empty_like(x)  # the logits' layout, as the kernels and the fake promise
     return out.copy_(dx)

@@ -2,7 +2,14 @@
 
 The elementwise terms are the kernels' cancellation-free forms written with torch
 ops (``q = 1 - p_t`` as a sum of the other probabilities, ``q ** gamma`` with its
-limit at q = 0, the gradient with ``q ** (gamma - 1)`` multiplied out).
+limit at q = 0, the gradient with ``q ** (gamma - 1)`` multiplied out), in place where
+a buffer is free and with the scalars folded into one multiply.
+
+Sigmoid, from logits: binary targets (one-vs-rest labels, or a float mask that a one-pass
+check finds in {0, 1} on the CPU) use z = (1 - 2t) x, q = sigmoid(z), ce = softplus(z),
+p_t = sigmoid(-z); soft targets the general terms. Softmax, from logits: one softmax whose
+label slot is zeroed, q its class sum, ce = log1p(q / p_y); in the backward that softmax
+becomes the gradient. Probabilities (``from_logits=False``) keep the elementwise forms.
 """
 
 from __future__ import annotations
@@ -22,14 +29,14 @@ def _reduce(loss, valid, o):
     """(loss, coef) of an elementwise loss map (0 where not valid) for ``o.reduction``."""
     if o.reduction == "none":
         return loss.contiguous(), loss.new_empty((0,))  # the kernels' (and the fake's) contiguous map
-    total = loss.sum(dtype=torch.float64)
+    total = loss.sum()  # in the accumulation dtype, as the kernels' partials (fp64 for fp64 logits)
     if o.reduction == "sum":
-        return total.to(loss.dtype), loss.new_ones((1,))
+        return total, loss.new_ones((1,))
     if valid is None:
-        count = torch.full((), float(loss.numel()), dtype=torch.float64, device=loss.device)
+        count = torch.full((), float(loss.numel()), dtype=loss.dtype, device=loss.device)
     else:
-        count = valid.sum(dtype=torch.float64).clamp_min(1)  # every pixel ignored: the loss is 0
-    return (total / count).to(loss.dtype), (1.0 / count).reshape(1).to(loss.dtype)
+        count = valid.sum(dtype=loss.dtype).clamp_min(1)  # every pixel ignored: the loss is 0
+    return total / count, (1.0 / count).reshape(1)
 
 
 def _like(dx, x):
@@ -95,7 +102,227 @@ def _sigmoid_weight(t, alpha_w, class_w, o):
     return w
 
 
+def _sigmoid_target(x, t, o, acc):
+    """(t as ``acc`` with 0 where not valid, valid mask (N, C, S) or None)."""
+    C = x.shape[1]
+    if o.labels:
+        y = t.long()  # (N, 1, S) integer labels
+        valid = (y >= 0) & (y < C)
+        if o.ignore_index is not None:
+            valid &= y != int(o.ignore_index)
+        classes = torch.arange(C, device=x.device).view(1, C, 1)
+        return ((y == classes) & valid).to(acc), valid.expand(x.shape)
+    t = t.to(acc)
+    if o.ignore_index is None:
+        return t, None
+    valid = t != o.ignore_index
+    return torch.where(valid, t, 0.0), valid
+
+
+def _affine(t, c0, c1):
+    """c0 + c1 t in one pass (``c0``, ``c1``: numbers or 0-d tensors)."""
+    def full(v):
+        return v if isinstance(v, torch.Tensor) else torch.full((), v, dtype=t.dtype, device=t.device)
+
+    if not isinstance(c1, torch.Tensor):
+        return torch.add(full(c0), t, alpha=c1)  # a number as alpha: the fastest form on the CPU
+    return torch.addcmul(full(c0), t, full(c1))
+
+
+def _alpha_t(t, alpha_w, class_w, o, k=1.0):
+    """k alpha_t class_weight[c] scale as an (N, C, S) map (or a number when uniform); one pass when
+    alpha is a number: alpha t + (1 - alpha)(1 - t) = (1 - alpha) + (2 alpha - 1) t. ``k``: a number
+    or a 0-d tensor folded in."""
+    if alpha_w is None and class_w is None:
+        if o.alpha is not None:
+            return _affine(t, k * (o.scale * (1.0 - o.alpha)), k * (o.scale * (2.0 * o.alpha - 1.0)))
+        return k * o.scale
+    return k * _sigmoid_weight(t, alpha_w, class_w, o)
+
+
+def _logit_terms(x, t):
+    """From logits: (p, 1 - p, 1 - t, q = 1 - p_t, ce), each without cancellation, in ``x``'s dtype.
+
+    p and 1 - p are two sigmoids; q = (1 - t) p + t (1 - p) from the two products; the BCE
+    ce = max(x, 0) - x t - log(1 - sigmoid(-|x|)) keeps the tiny losses of confident pixels
+    (sigmoid(-|x|) = min(p, 1 - p) = e^-|x| / (1 + e^-|x|) is exact, log1p takes its log)."""
+    p = torch.sigmoid(x)
+    pm = torch.neg(x).sigmoid_()
+    tm = torch.rsub(t, 1.0)
+    q = torch.mul(pm, t).addcmul_(p, tm)
+    # max(x, 0) - x t first (exact for t in {0, 1}), then the small log term
+    ce = x.clamp_min(0.0).addcmul_(x, t, value=-1.0).sub_(torch.minimum(p, pm).neg_().log1p_())
+    return p, pm, tm, q, ce
+
+
+def _sum_or_map(loss, valid, o):
+    if valid is not None:
+        loss = torch.where(valid, loss, 0.0)
+    return _reduce(loss, valid, o)
+
+
+def _mul(a, w):
+    """a * w, in place when ``w`` is a number or broadcasts to ``a``'s shape."""
+    if not isinstance(w, torch.Tensor) or torch.broadcast_shapes(a.shape, w.shape) == a.shape:
+        return a.mul_(w)
+    return a * w
+
+
+def _binary(t, o):
+    """(every target is 0 or 1, a scratch buffer of ``t``'s shape or None): one-vs-rest labels always
+    are; a float mask is checked on the CPU, where reading the answer costs no device sync (elsewhere
+    the general path runs)."""
+    if o.labels or not t.is_floating_point():
+        return True, None
+    if t.device.type != "cpu" or t.numel() == 0:
+        return False, None
+    # the targets were checked to lie in [0, 1]: t - t^2 > 0 exactly for the others (fp32 included)
+    buf = torch.addcmul(t, t, t, value=-1.0)
+    return not bool(buf.max() > 0), buf
+
+
+def _binary_z(x, t, buf):
+    """z = (1 - 2t) x, in ``buf`` when it fits."""
+    if buf is None or buf.shape != x.shape:
+        return torch.addcmul(x, x, t, value=-2.0)
+    return torch.addcmul(x, x, t, value=-2.0, out=buf)
+
+
+def _softplus_(z):
+    """softplus(z) in place: log(1 + e^z), exact for z < 20 where it is small, z itself above (relative
+    error < 1e-9)."""
+    return torch._C._nn.softplus(z, 1, 20, out=z)
+
+
+def _binary_forward(x, t, valid, alpha_w, class_w, o, buf):
+    """For targets in {0, 1}, with z = (1 - 2t) x: q = 1 - p_t = sigmoid(z), ce = softplus(z)."""
+    z = _binary_z(x, t, buf)
+    q = torch.sigmoid(z)
+    loss = _softplus_(z)
+    g = o.gamma
+    if g == 2.0:
+        loss.mul_(q.mul_(q))
+    elif g == 1.0:
+        loss.mul_(q)
+    elif g != 0.0:
+        loss.mul_(q.pow_(g))  # 0 ** g is the limit 0 for g > 0
+    loss = _mul(loss, _alpha_t(t, alpha_w, class_w, o))
+    return _sum_or_map(loss, valid, o)
+
+
+def _number(v):
+    """A 0-d tensor as a Python number on the CPU (free there; elsewhere it stays a tensor, no sync)."""
+    return float(v) if v.device.type == "cpu" else v
+
+
+def _binary_backward(up, x, t, valid, alpha_w, class_w, o, buf):
+    """dl/dx = (1 - 2t) w q^g [g p_t ce + q] (dq/dz = q p_t, dce/dz = q), p_t = sigmoid(-z): no
+    division, no cancellation, finite at q = 0 for every g >= 0."""
+    z = _binary_z(x, t, buf)
+    q = torch.sigmoid(z)
+    g = o.gamma
+    if g == 0.0:
+        dz = q
+    else:
+        ce = torch.nn.functional.softplus(z)
+        dz = z.neg_().sigmoid_().mul_(ce).add_(q, alpha=1.0 / g)  # p_t ce + q / g (g folded in below)
+        del ce
+        up = up * g
+        if g == 2.0:
+            dz.mul_(q.mul_(q))
+        elif g == 1.0:
+            dz.mul_(q)
+        else:
+            dz.mul_(q.pow_(g))
+    # (1 - 2t) alpha_t = (1 - alpha) - t for t in {0, 1}: one affine map with the scales folded in
+    if alpha_w is None and class_w is None and up.dim() == 0:
+        up = _number(up)
+        if o.alpha is not None:
+            w = _affine(t, up * (o.scale * (1.0 - o.alpha)), up * (-o.scale))
+        else:
+            w = _affine(t, up * o.scale, up * (-2.0 * o.scale))
+        return dz.mul_(w)
+    dz = _mul(_mul(dz, _affine(t, 1.0, -2.0)), _alpha_t(t, alpha_w, class_w, o))
+    return _mul(dz, up)
+
+
 def sigmoid_forward(x, t, alpha_w, class_w, o):
+    """Same contract as ``kernels.sigmoid_forward``."""
+    if not o.from_logits:
+        return _sigmoid_forward_probs(x, t, alpha_w, class_w, o)
+    acc = acc_dtype(x.dtype)
+    x = x.to(acc)
+    t, valid = _sigmoid_target(x, t, o, acc)
+    binary, buf = _binary(t, o)
+    if binary:
+        return _binary_forward(x, t, valid, alpha_w, class_w, o, buf)
+    p, pm, tm, q, loss = _logit_terms(x, t)
+    del p, pm, tm
+    g = o.gamma
+    if g == 2.0:
+        loss.mul_(q.mul_(q))
+    elif g == 1.0:
+        loss.mul_(q)
+    elif g != 0.0:
+        loss.mul_(q.pow_(g))  # 0 ** g is the limit 0 for g > 0; 0 ** 0 = 1
+    loss = _mul(loss, _alpha_t(t, alpha_w, class_w, o))
+    return _sum_or_map(loss, valid, o)
+
+
+def sigmoid_backward(g, coef, x, t, alpha_w, class_w, o):
+    """Same contract as ``kernels.sigmoid_backward``:
+    dl/dx = w q^g [g (1 - 2t) r ce + (1 - t) p - t (1 - p)], r = p (1 - p) / q, with
+    q^g r = q^(g-1) p (1 - p) multiplied out for g >= 1 (no division)."""
+    if not o.from_logits:
+        return _sigmoid_backward_probs(g, coef, x, t, alpha_w, class_w, o)
+    acc = acc_dtype(x.dtype)
+    xa = x.to(acc)
+    t, valid = _sigmoid_target(xa, t, o, acc)
+    up = g.to(acc)
+    if coef.numel():
+        up = coef[0] * up  # the finisher's scale times the upstream gradient
+    binary, buf = _binary(t, o)
+    if binary:
+        return _finish_dx(_binary_backward(up, xa, t, valid, alpha_w, class_w, o, buf), valid, x)
+    p, pm, tm, q, ce = _logit_terms(xa, t)
+    gamma = o.gamma
+    d = torch.mul(tm, p).addcmul_(t, pm, value=-1.0)  # (1 - t) p - t (1 - p), exact at both ends
+    tm.sub_(t)  # 1 - 2t
+    k = 1.0
+    if gamma == 0.0:
+        dx = d
+    elif gamma >= 1.0:
+        # g q^(g-1) [(1 - 2t) p (1 - p) ce + q d / g]
+        dx = p.mul_(pm).mul_(tm).mul_(ce).addcmul_(q, d, value=1.0 / gamma)
+        if gamma == 2.0:
+            dx.mul_(q)
+        elif gamma != 1.0:
+            dx.mul_(q.pow_(gamma - 1.0))
+        k = gamma
+    else:
+        # q^g [g (1 - 2t) r ce + d], r = p (1 - p) / q (0 where q == 0, as the kernels take it)
+        qpos = q > 0
+        r = p.mul_(pm).div_(torch.where(qpos, q, 1.0)).masked_fill_(~qpos, 0.0)
+        dx = r.mul_(tm).mul_(ce).mul_(gamma).add_(d).mul_(q.pow_(gamma))
+    del p, pm, tm, q, ce
+    # the finisher's scale and the upstream gradient folded into the weight
+    if up.dim() == 0:
+        dx = _mul(dx, _alpha_t(t, alpha_w, class_w, o, k * _number(up)))
+    else:
+        dx = _mul(_mul(dx, _alpha_t(t, alpha_w, class_w, o, k)), up)
+    return _finish_dx(dx, valid, x)
+
+
+def _finish_dx(dx, valid, x):
+    """Zero where not valid; in ``x``'s dtype and layout."""
+    if valid is not None:
+        dx = dx.masked_fill_(~valid, 0.0) if valid.shape == dx.shape else torch.where(valid, dx, 0.0)
+    if dx.dtype == x.dtype and dx.stride() == x.stride():
+        return dx
+    return _like(dx, x)
+
+
+def _sigmoid_forward_probs(x, t, alpha_w, class_w, o):
     """Same contract as ``kernels.sigmoid_forward``."""
     t, valid, _p, _pm, ce, q, _lp_ok, _lq_ok = _sigmoid_terms(x, t, o)
     loss = _pow(q, o.gamma) * ce * _sigmoid_weight(t, alpha_w, class_w, o)
@@ -104,7 +331,7 @@ def sigmoid_forward(x, t, alpha_w, class_w, o):
     return _reduce(loss, valid, o)
 
 
-def sigmoid_backward(g, coef, x, t, alpha_w, class_w, o):
+def _sigmoid_backward_probs(g, coef, x, t, alpha_w, class_w, o):
     """Same contract as ``kernels.sigmoid_backward``."""
     t, valid, p, pm, ce, q, lp_ok, lq_ok = _sigmoid_terms(x, t, o)
     qpos = q > 0
@@ -155,8 +382,64 @@ def _softmax_stats(x, y, alpha_w, class_w, o):
     return x, valid, yc, (m, se), ey, ce, q, a
 
 
+def _softmax_labels(x, y, o):
+    """(labels (N, 1, S) for gathers, in [0, C); valid (N, S) or None when every pixel is valid: on the
+    CPU one aminmax, whose reading costs no device sync there, tells)."""
+    C = x.shape[1]
+    y = y.long()
+    ii = o.ignore_index
+    if y.device.type == "cpu" and y.numel():
+        lo, hi = (int(v) for v in torch.aminmax(y))
+        if 0 <= lo and hi < C and (ii is None or not lo <= ii <= hi):
+            return y.unsqueeze(1), None
+    yc = y.clamp(0, C - 1)
+    valid = yc == y
+    if ii is not None:
+        valid &= y != ii
+    return yc.unsqueeze(1), valid
+
+
+def _softmax_terms(x, y, alpha_w, class_w, o):
+    """From logits: (p with its label slot zeroed (N, C, S), p_y, q = 1 - p_y, ce, a, valid), the
+    per-pixel ones (N, S).
+
+    q is the sum of the other classes' probabilities (no cancellation where p_y ~ 1); ce = log1p(q / p_y),
+    or lse - x_y = (max x - x_y) + log(sum e^(x - max)) where p_y underflows."""
+    acc = acc_dtype(x.dtype)
+    yc, valid = _softmax_labels(x, y, o)
+    p = torch.softmax(x, dim=1, dtype=None if x.dtype == acc else acc)
+    py = p.gather(1, yc)
+    p.scatter_(1, yc, 0.0)
+    q = p.sum(1, keepdim=True)
+    ce = torch.div(q, py).log1p_()  # -log p_y = log(1 + q / p_y): exact for p_y ~ 1, fine elsewhere
+    if p.device.type != "cpu" or bool(py.min() < 1e-30):  # p_y (nearly) underflows: lse - x_y instead
+        xa = x.to(acc)
+        m = xa.amax(dim=1, keepdim=True)
+        # there the label is not the max class, whose p (its slot untouched) is 1 / sum e^(x - max)
+        lse_xy = (m - xa.gather(1, yc)).sub_(p.amax(dim=1, keepdim=True).log_())
+        ce = torch.where(py < 1e-30, lse_xy, ce)
+    a = _softmax_weight(yc[:, 0], alpha_w, class_w, o, acc)
+    return p, py[:, 0], q[:, 0], ce[:, 0], a, yc, valid
+
+
+def _softmax_weight(yc, alpha_w, class_w, o, acc):
+    a = alpha_w.to(acc)[yc] if alpha_w is not None else o.alpha
+    if class_w is not None:
+        a = a * class_w.to(acc)[yc]
+    return a * o.scale
+
+
 def softmax_forward(x, y, alpha_w, class_w, o):
     """Same contract as ``kernels.softmax_forward``."""
+    if o.from_logits:
+        p, _, q, ce, a, _, valid = _softmax_terms(x, y, alpha_w, class_w, o)
+        del p
+        g = o.gamma
+        loss = ce if g == 0.0 else ce.mul_(q.mul_(q) if g == 2.0 else q if g == 1.0 else q.pow_(g))
+        loss = loss.mul_(a) if isinstance(a, torch.Tensor) else (loss.mul_(a) if a != 1.0 else loss)
+        if valid is not None:
+            loss = torch.where(valid, loss, 0.0)
+        return _reduce(loss, valid, o)
     _, valid, _, _, _, ce, q, a = _softmax_stats(x, y, alpha_w, class_w, o)
     loss = torch.where(valid, _pow(q, o.gamma) * ce * a, 0.0)
     return _reduce(loss, valid, o)
@@ -164,6 +447,37 @@ def softmax_forward(x, y, alpha_w, class_w, o):
 
 def softmax_backward(g, coef, x, y, alpha_w, class_w, o):
     """Same contract as ``kernels.softmax_backward``."""
+    if o.from_logits:
+        # dl/dx_k = f (p_k - [k == y]), f = a q^g (1 + g p_y ce / q) = a (q^g + g p_y ce q^(g-1)),
+        # the label slot -q f; q^(g-1) multiplied out for g >= 1 (no division)
+        p, py, q, ce, a, yc, valid = _softmax_terms(x, y, alpha_w, class_w, o)
+        gamma = o.gamma
+        if gamma == 0.0:
+            f = torch.ones_like(q)
+        elif gamma >= 1.0:
+            qg1 = torch.ones_like(q) if gamma == 1.0 else q if gamma == 2.0 else q.pow(gamma - 1.0)
+            f = torch.addcmul(q, py, ce, value=gamma).mul_(qg1)
+        else:
+            qpos = q > 0
+            ratio = torch.where(qpos, ce / torch.where(qpos, q, 1.0), 1.0)
+            f = torch.addcmul(torch.ones_like(q), py, ratio, value=gamma).mul_(q.pow(gamma))
+        up = g.to(f.dtype)
+        if coef.numel():
+            up = coef[0] * up
+        if up.dim() == 0 and not isinstance(a, torch.Tensor):
+            f = f.mul_(a * _number(up))
+        else:
+            f = f.mul_(a).mul_(up) if isinstance(a, torch.Tensor) else f.mul_(up * a)
+        if valid is not None:
+            f = torch.where(valid, f, 0.0)
+        f = f.unsqueeze(1)
+        p.mul_(f)
+        p.scatter_(1, yc, f.mul_(q.unsqueeze(1)).neg_())
+        if valid is not None:
+            p.masked_fill_(~valid.unsqueeze(1), 0.0)  # 0, not 0 * p, where not valid (a NaN logit there stays out)
+        if p.dtype == x.dtype and p.stride() == x.stride():
+            return p
+        return _like(p, x)
     xa, valid, yc, stats, ey, ce, q, a = _softmax_stats(x, y, alpha_w, class_w, o)
     qpos = q > 0
     ratio = torch.where(qpos, ce / torch.where(qpos, q, 1.0), 1.0)
