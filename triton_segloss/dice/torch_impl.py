@@ -267,6 +267,12 @@ def _mc_fast(w, from_logits, f) -> bool:
             and (f.pixel == 0 or (f.pixel == 1 and not f.ls)))
 
 
+def _all_valid(valid, f) -> bool:
+    """Every pixel counts (no ignore_index, every label in range): known without a device sync on CPU
+    only; elsewhere the masked form runs."""
+    return f.ignore_index is None and valid.device.type == "cpu" and bool(valid.all())
+
+
 def _mc_fwd_fast(x, y, f):
     """I, P, T, L, n of the fast case: P over every channel, I / T / L / n scattered to the label's class."""
     n, c = x.shape[:2]
@@ -286,7 +292,10 @@ def _mc_fwd_fast(x, y, f):
     else:
         p = torch.softmax(x, 1)
     pk = p * p if f.squared else p
-    p_sum = pk.sum(-1) if f.ignore_index is None else torch.bmm(pk, vf.transpose(1, 2)).squeeze(-1)
+    if _all_valid(valid, f):
+        p_sum = pk.sum(-1)
+    else:  # ignored pixels, or labels outside [0, C) (value checks off): in no sum
+        p_sum = torch.bmm(pk, vf.transpose(1, 2)).squeeze(-1)
     p_y = p.gather(1, ys) * vf
     count = zeros.scatter_add(1, idx, vf.view(n, -1))
     l_sum = zeros
@@ -323,7 +332,7 @@ def _mc_bwd_fast(x, y, g, f):
         extra = q - cl
     dx = p * base
     dx.scatter_add_(1, ys, extra)
-    if f.ignore_index is not None or not bool(valid.all()):
+    if not _all_valid(valid, f):
         dx = dx * vf
     return dx
 
