@@ -51,10 +51,10 @@ def _compile(job):
     i, tname = job
     spec = _SPECS[i]
     sig, constexprs, attrs = spec.signature()
-    rec = {"kernel": spec.fn.__name__, "variant": i, "target": tname}
+    rec = {"kernel": spec.fn.__name__, "variant": i, "target": tname, "num_warps": spec.num_warps}
     try:
         src = ASTSource(fn=spec.fn, signature=sig, constexprs=constexprs, attrs=attrs)
-        k = triton.compile(src, target=TARGETS[tname])
+        k = triton.compile(src, target=TARGETS[tname], options={"num_warps": spec.num_warps})
         rec.update(ok=True, cubin_bytes=len(k.asm["cubin"]), vector_loads="ld.global.v" in k.asm["ptx"],
                    int64_ptx="mul.wide" in k.asm["ptx"] or ".s64" in k.asm["ptx"])
     except Exception as e:  # report every failure, not only the first

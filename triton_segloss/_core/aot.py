@@ -21,6 +21,7 @@ class AotSpec:
     constexprs: dict
     types: dict = field(default_factory=dict)
     divisible: tuple = ()  # integer arguments a launch would see as multiples of 16
+    num_warps: int = 4  # as the launcher launches this variant
 
     def signature(self) -> tuple[dict, dict, dict]:
         """(signature, constexprs, attrs) for ``triton.compiler.ASTSource``."""
@@ -44,5 +45,5 @@ class AotSpec:
         return sig, dict(self.constexprs), attrs
 
 
-def aot_spec(fn, constexprs: dict, divisible: tuple = (), **types: str) -> AotSpec:
-    return AotSpec(fn, constexprs, types, tuple(divisible))
+def aot_spec(fn, constexprs: dict, divisible: tuple = (), num_warps: int = 4, **types: str) -> AotSpec:
+    return AotSpec(fn, constexprs, types, tuple(divisible), int(num_warps))

@@ -260,6 +260,7 @@ def _dice_softmax_fwd_kernel(
     part_ptr,  # partials out, contiguous (n_blocks_s, 5, N, C) in ACC
     N, C, S,
     n_blocks_s,  # programs per image
+    blocks_per_prog,  # pixel blocks of BLOCK that one program sums (consecutive)
     stride_xn, stride_xc, stride_xs,
     stride_yn, stride_ys,
     stride_wn, stride_wc, stride_ws,
@@ -273,7 +274,10 @@ def _dice_softmax_fwd_kernel(
     PIXEL: tl.constexpr, FOCAL_ALPHA: tl.constexpr, LABEL_SMOOTH: tl.constexpr, ACC: tl.constexpr,
     C_PAD: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    """Softmax over C in registers; one program sums a (C_PAD, BLOCK) tile of one image.
+    """Softmax over C in registers; one program sums ``blocks_per_prog`` consecutive (C_PAD, BLOCK)
+    tiles of one image into one row of partials (the five [C_PAD] sums stay in registers across the
+    tiles, added in a fixed order), so the 5 C partials it writes amortise over blocks_per_prog
+    BLOCK pixels (see ``_tile_for`` for the choice of the tile and of the count).
 
     With lse = log sum_c e^x_c, log p_y = x_y - lse and v = 1 - p_y = sum_{c != y} p_c
     (no cancellation):
@@ -290,49 +294,55 @@ def _dice_softmax_fwd_kernel(
     blk = pid % n_blocks_s
     cls = tl.arange(0, C_PAD).to(tl.int64)
     cmask = cls < C
-    s = blk * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
-    smask = s < S
-    x, live, hit, t, wl, wi, wp, p, mx, e, z = _softmax_pixel(
-        x_ptr, y_ptr, w_ptr, n, cls, s, cmask, smask, C, stride_xn, stride_xc, stride_xs, stride_yn, stride_ys,
-        stride_wn, stride_wc, stride_ws, ignore_index, lw0_hi, lw0_lo, lw1_hi, lw1_lo,
-        FROM_LOGITS, HAS_WEIGHT, HAS_IGNORE, LABEL_WEIGHT, W_POW_I, W_POW_PT, ACC)
-    q, u = _signed(p, t, SIGNED)
-    i_sum = tl.sum(wi * q * u, axis=1)
-    if SQUARED:
-        p_sum = tl.sum(wp * q * q, axis=1)
-        t_sum = tl.sum(wp * u * u, axis=1)
-    else:
-        p_sum = tl.sum(wp * q, axis=1)
-        t_sum = tl.sum(wp * u, axis=1)
-    if PIXEL == 0:
-        l_sum = tl.zeros([C_PAD], dtype=ACC)
-    elif PIXEL == 3:
-        e1 = tl.exp(-tl.abs(x))
-        sp = tl.where(x >= 0, 1.0, e1) / (1.0 + e1)
-        sn = tl.where(x >= 0, e1, 1.0) / (1.0 + e1)
-        lf = _sigmoid_focal(softplus(x) - x * t, t, sp, sn, fa_hi, fa_lo, fg_hi, fg_lo, FOCAL_ALPHA, ACC)
-        l_sum = tl.sum(wl * lf, axis=1)
-    else:
-        w_y = tl.sum(tl.where(hit, wl, 0.0), axis=0)
-        logp = tl.sum(tl.where(hit, x, 0.0), axis=0) - mx - tl.log(z)
-        if PIXEL == 1:
-            l = -logp
+    i_acc = tl.zeros([C_PAD], dtype=ACC)
+    p_acc = tl.zeros([C_PAD], dtype=ACC)
+    t_acc = tl.zeros([C_PAD], dtype=ACC)
+    l_acc = tl.zeros([C_PAD], dtype=ACC)
+    k_acc = tl.zeros([C_PAD], dtype=ACC)
+    for j in range(blocks_per_prog):
+        s = (blk * blocks_per_prog + j) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+        smask = s < S
+        x, live, hit, t, wl, wi, wp, p, mx, e, z = _softmax_pixel(
+            x_ptr, y_ptr, w_ptr, n, cls, s, cmask, smask, C, stride_xn, stride_xc, stride_xs, stride_yn,
+            stride_ys, stride_wn, stride_wc, stride_ws, ignore_index, lw0_hi, lw0_lo, lw1_hi, lw1_lo,
+            FROM_LOGITS, HAS_WEIGHT, HAS_IGNORE, LABEL_WEIGHT, W_POW_I, W_POW_PT, ACC)
+        q, u = _signed(p, t, SIGNED)
+        i_acc += tl.sum(wi * q * u, axis=1)
+        if SQUARED:
+            p_acc += tl.sum(wp * q * q, axis=1)
+            t_acc += tl.sum(wp * u * u, axis=1)
         else:
-            v = tl.sum(tl.where(hit, 0.0, e), axis=0) / z
-            l = -tl.exp(scalar(fg_hi, fg_lo, ACC) * tl.log(tl.maximum(v, 1e-30))) * logp
-        l_sum = tl.sum(tl.where(hit, (w_y * l)[None, :], 0.0), axis=1)
-        if PIXEL == 1 and LABEL_SMOOTH:
-            eps = scalar(ls_hi, ls_lo, ACC)
-            lse = mx + tl.log(z)
-            l_sum = (1.0 - eps) * l_sum + (eps / C) * tl.sum(
-                tl.where(live, w_y[None, :] * (lse[None, :] - x), 0.0), axis=1)
+            p_acc += tl.sum(wp * q, axis=1)
+            t_acc += tl.sum(wp * u, axis=1)
+        k_acc += tl.sum(t, axis=1)
+        if PIXEL == 3:
+            e1 = tl.exp(-tl.abs(x))
+            sp = tl.where(x >= 0, 1.0, e1) / (1.0 + e1)
+            sn = tl.where(x >= 0, e1, 1.0) / (1.0 + e1)
+            lf = _sigmoid_focal(softplus(x) - x * t, t, sp, sn, fa_hi, fa_lo, fg_hi, fg_lo, FOCAL_ALPHA, ACC)
+            l_acc += tl.sum(wl * lf, axis=1)
+        elif PIXEL != 0:
+            w_y = tl.sum(tl.where(hit, wl, 0.0), axis=0)
+            logp = tl.sum(tl.where(hit, x, 0.0), axis=0) - mx - tl.log(z)
+            if PIXEL == 1:
+                l = -logp
+            else:
+                v = tl.sum(tl.where(hit, 0.0, e), axis=0) / z
+                l = -tl.exp(scalar(fg_hi, fg_lo, ACC) * tl.log(tl.maximum(v, 1e-30))) * logp
+            l_sum = tl.sum(tl.where(hit, (w_y * l)[None, :], 0.0), axis=1)
+            if PIXEL == 1 and LABEL_SMOOTH:
+                eps = scalar(ls_hi, ls_lo, ACC)
+                lse = mx + tl.log(z)
+                l_sum = (1.0 - eps) * l_sum + (eps / C) * tl.sum(
+                    tl.where(live, w_y[None, :] * (lse[None, :] - x), 0.0), axis=1)
+            l_acc += l_sum
     nc = N.to(tl.int64) * C
     out = part_ptr + blk * (NSUMS_ * nc) + n * C + cls
-    tl.store(out, i_sum, mask=cmask)
-    tl.store(out + nc, p_sum, mask=cmask)
-    tl.store(out + 2 * nc, t_sum, mask=cmask)
-    tl.store(out + 3 * nc, l_sum, mask=cmask)
-    tl.store(out + 4 * nc, tl.sum(t, axis=1), mask=cmask)
+    tl.store(out, i_acc, mask=cmask)
+    tl.store(out + nc, p_acc, mask=cmask)
+    tl.store(out + 2 * nc, t_acc, mask=cmask)
+    tl.store(out + 3 * nc, l_acc, mask=cmask)
+    tl.store(out + 4 * nc, k_acc, mask=cmask)
 
 
 # ---- the finisher: one program, every loss of the family ------------------------------------------
@@ -769,6 +779,7 @@ def _dice_softmax_bwd_kernel(
     dx_ptr,  # gradient out, (N, C, S) strided, logits' dtype
     N, C, S,
     n_blocks_s,
+    blocks_per_prog,  # pixel blocks of BLOCK that one program walks (consecutive), as in the forward
     stride_coefn,  # 3 C; 0 when one row of coefficients serves every image (sums pooled across ranks)
     stride_xn, stride_xc, stride_xs,
     stride_yn, stride_ys,
@@ -792,18 +803,14 @@ def _dice_softmax_bwd_kernel(
     with gI, gP, gL = coef[n, c] times the upstream gradient they feed, v = 1 - p_y and
     r = log(p_y) / v, taken from its series -1 - v/2 - v^2/3 when v < 1e-4 (r -> -1 as
     v -> 0: finite for every gamma >= 0). Ignored (and out-of-range) pixels get dx = 0.
+    The coefficients of image n and the upstream gradient are read once per program, which then
+    walks ``blocks_per_prog`` consecutive tiles.
     """
     pid = tl.program_id(0).to(tl.int64)
     n = pid // n_blocks_s
     blk = pid % n_blocks_s
     cls = tl.arange(0, C_PAD).to(tl.int64)
     cmask = cls < C
-    s = blk * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
-    smask = s < S
-    x, live, hit, t, wl, wi, wp, p, mx, e, z = _softmax_pixel(
-        x_ptr, y_ptr, w_ptr, n, cls, s, cmask, smask, C, stride_xn, stride_xc, stride_xs, stride_yn, stride_ys,
-        stride_wn, stride_wc, stride_ws, ignore_index, lw0_hi, lw0_lo, lw1_hi, lw1_lo,
-        FROM_LOGITS, HAS_WEIGHT, HAS_IGNORE, LABEL_WEIGHT, W_POW_I, W_POW_PT, ACC)
     if PER_IMAGE:
         r = n
     else:
@@ -817,43 +824,53 @@ def _dice_softmax_bwd_kernel(
     c_ptr = coef_ptr + n * stride_coefn + cls * NCOEF_
     g_i = tl.load(c_ptr, mask=cmask, other=0.0).to(ACC) * g_r
     g_p = tl.load(c_ptr + 1, mask=cmask, other=0.0).to(ACC) * g_r
-    q, u = _signed(p, t, SIGNED)
-    if SQUARED:
-        a = g_i[:, None] * wi * u + g_p[:, None] * wp * 2.0 * q
-    else:
-        a = g_i[:, None] * wi * u + g_p[:, None] * wp
-    if SIGNED:
-        a = 2.0 * a
-    if FROM_LOGITS:
-        dx = p * (a - tl.sum(p * a, axis=0)[None, :])
-    else:
-        dx = a
-    if PIXEL == 3:
+    if PIXEL != 0:
         g_l = tl.load(c_ptr + 2, mask=cmask, other=0.0).to(ACC) * tl.load(g_ptr + g_off_p + n * g_stride_p).to(ACC)
-        e1 = tl.exp(-tl.abs(x))
-        sp = tl.where(x >= 0, 1.0, e1) / (1.0 + e1)
-        sn = tl.where(x >= 0, e1, 1.0) / (1.0 + e1)
-        dx += g_l[:, None] * wl * _sigmoid_focal_grad(x, t, sp, sn, fa_hi, fa_lo, fg_hi, fg_lo, FOCAL_ALPHA, ACC)
-    elif PIXEL != 0:
-        g_l = tl.load(c_ptr + 2, mask=cmask, other=0.0).to(ACC) * tl.load(g_ptr + g_off_p + n * g_stride_p).to(ACC)
-        coef = tl.sum(tl.where(hit, g_l[:, None] * wl, 0.0), axis=0)  # gL_y * w_y
-        if PIXEL == 2:
-            gamma = scalar(fg_hi, fg_lo, ACC)
-            v = tl.sum(tl.where(hit, 0.0, e), axis=0) / z
-            logp = tl.sum(tl.where(hit, x, 0.0), axis=0) - mx - tl.log(z)
-            rr = tl.where(v < 1e-4, -1.0 - v * (0.5 + v / 3.0), logp / tl.maximum(v, 1e-4))
-            mod = tl.exp(gamma * tl.log(tl.maximum(v, 1e-30)))
-            coef = coef * mod * (1.0 - gamma * (1.0 - v) * rr)
-        if PIXEL == 1 and LABEL_SMOOTH:
-            eps = scalar(ls_hi, ls_lo, ACC)
-            w_y = tl.sum(tl.where(hit, wl, 0.0), axis=0)
-            dx += (1.0 - eps) * coef[None, :] * (p - t) + (eps / C) * w_y[None, :] * (
-                tl.sum(g_l, axis=0) * p - g_l[:, None])
+    else:
+        g_l = g_i * 0.0
+    for j in range(blocks_per_prog):
+        s = (blk * blocks_per_prog + j) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+        smask = s < S
+        x, live, hit, t, wl, wi, wp, p, mx, e, z = _softmax_pixel(
+            x_ptr, y_ptr, w_ptr, n, cls, s, cmask, smask, C, stride_xn, stride_xc, stride_xs, stride_yn,
+            stride_ys, stride_wn, stride_wc, stride_ws, ignore_index, lw0_hi, lw0_lo, lw1_hi, lw1_lo,
+            FROM_LOGITS, HAS_WEIGHT, HAS_IGNORE, LABEL_WEIGHT, W_POW_I, W_POW_PT, ACC)
+        q, u = _signed(p, t, SIGNED)
+        if SQUARED:
+            a = g_i[:, None] * wi * u + g_p[:, None] * wp * 2.0 * q
         else:
-            dx += coef[None, :] * (p - t)
-    dx = tl.where(live, dx, 0.0)
-    tl.store(dx_ptr + n * stride_dn + cls[:, None] * stride_dc + s[None, :] * stride_ds,
-             dx.to(dx_ptr.dtype.element_ty), mask=cmask[:, None] & smask[None, :])
+            a = g_i[:, None] * wi * u + g_p[:, None] * wp
+        if SIGNED:
+            a = 2.0 * a
+        if FROM_LOGITS:
+            dx = p * (a - tl.sum(p * a, axis=0)[None, :])
+        else:
+            dx = a
+        if PIXEL == 3:
+            e1 = tl.exp(-tl.abs(x))
+            sp = tl.where(x >= 0, 1.0, e1) / (1.0 + e1)
+            sn = tl.where(x >= 0, e1, 1.0) / (1.0 + e1)
+            dx += g_l[:, None] * wl * _sigmoid_focal_grad(x, t, sp, sn, fa_hi, fa_lo, fg_hi, fg_lo, FOCAL_ALPHA,
+                                                          ACC)
+        elif PIXEL != 0:
+            coef = tl.sum(tl.where(hit, g_l[:, None] * wl, 0.0), axis=0)  # gL_y * w_y
+            if PIXEL == 2:
+                gamma = scalar(fg_hi, fg_lo, ACC)
+                v = tl.sum(tl.where(hit, 0.0, e), axis=0) / z
+                logp = tl.sum(tl.where(hit, x, 0.0), axis=0) - mx - tl.log(z)
+                rr = tl.where(v < 1e-4, -1.0 - v * (0.5 + v / 3.0), logp / tl.maximum(v, 1e-4))
+                mod = tl.exp(gamma * tl.log(tl.maximum(v, 1e-30)))
+                coef = coef * mod * (1.0 - gamma * (1.0 - v) * rr)
+            if PIXEL == 1 and LABEL_SMOOTH:
+                eps = scalar(ls_hi, ls_lo, ACC)
+                w_y = tl.sum(tl.where(hit, wl, 0.0), axis=0)
+                dx += (1.0 - eps) * coef[None, :] * (p - t) + (eps / C) * w_y[None, :] * (
+                    tl.sum(g_l, axis=0) * p - g_l[:, None])
+            else:
+                dx += coef[None, :] * (p - t)
+        dx = tl.where(live, dx, 0.0)
+        tl.store(dx_ptr + n * stride_dn + cls[:, None] * stride_dc + s[None, :] * stride_ds,
+                 dx.to(dx_ptr.dtype.element_ty), mask=cmask[:, None] & smask[None, :])
 
 
 # ---- launchers (same names and contract as torch_impl.py) --------------------------------------
@@ -862,11 +879,52 @@ def _strides(t, k=3):
     return (0,) * k if t is None else tuple(t.stride())
 
 
-def _tile_for(c: int, s: int) -> tuple[int, int, int]:
-    """(C_PAD, BLOCK, num_warps) for the softmax kernels: about 4096 elements per tile."""
+TILE = 2048  # elements of one softmax tile (C_PAD, BLOCK) with fp32 accumulation; fp64 halves it
+REGS_PER_THREAD = 8  # 32-bit registers per thread that one tile-sized value takes: sets num_warps
+PIX_PER_PROGRAM = 128  # pixels a program walks before it writes its 5 C partials (at most)
+PIX_MIN = 64  # ... and at least (as far as the image goes), whatever the program count
+MIN_PROGRAMS = 128  # between the two: walk fewer pixels rather than launch fewer programs than this
+
+
+def _tile_for(c: int, s: int, fp64: bool = False) -> tuple[int, int, int]:
+    """(C_PAD, BLOCK, num_warps) for the softmax kernels.
+
+    One pass over the logits: a (C_PAD, BLOCK) tile holds every class of BLOCK pixels, so the
+    softmax (max, sum, p) is exact in registers and the logits are read once per kernel. The tile
+    has at most TILE elements (TILE / 2 in fp64), and BLOCK shrinks as C grows, down to one pixel
+    (C_PAD >= 2048): at C_PAD 256 a tile is 256 x 8, at C_PAD 1024 it is 1024 x 2.
+    num_warps = tile * (2 if fp64 else 1) / (32 * REGS_PER_THREAD) (4 to 16), so each tile-sized
+    value the kernels keep live (x, e, p, the weights, the chain-rule term, their int64 addresses)
+    costs the same few registers a thread whatever C is. With 4096-element tiles (16 per thread)
+    the heaviest variants still spilled (backward with every switch on sm_90 at C 150, the
+    sigmoid-focal backward at C 1024); at 8 per thread ptxas reports none up to C_PAD 1024 in fp32
+    on sm_80 and sm_90 (``python -m bench.dice_large_c --spills``).
+
+    Why not a loop over class chunks with an online max / sum softmax (a fixed BLOCK of 16+ pixels):
+    the probabilities need the full sum first, so the chunks of x would be read twice (or held in
+    registers: the same pressure), for a gain only in sector use. With BLOCK fp32 pixels per class
+    row a warp fetches 4 BLOCK-byte pieces of 32-byte sectors; the rest of each sector is the next
+    tiles of the same program's walk (``_softmax_grid``: consecutive blocks), served from L1 / L2,
+    not read from DRAM again.
+    """
     c_pad = triton.next_power_of_2(c)
-    block = max(16, min(1024, 4096 // c_pad, triton.next_power_of_2(max(s, 1))))
-    return c_pad, block, (4 if c_pad * block <= 4096 else 8)
+    tile = TILE // 2 if fp64 else TILE
+    block = max(1, min(1024, tile // c_pad, triton.next_power_of_2(max(s, 1))))
+    regs = c_pad * block * (2 if fp64 else 1)
+    return c_pad, block, max(4, min(16, regs // (32 * REGS_PER_THREAD)))
+
+
+def _blocks_per_program(n: int, s: int, block: int) -> int:
+    """Pixel blocks one softmax program walks: enough for PIX_PER_PROGRAM pixels, so its 5 C
+    partials (and, in the backward, its reads of the 3 C coefficients) cost at most 5 / 128 of the
+    (fp32) logit bytes it reads; fewer where that would leave under MIN_PROGRAMS programs (a small
+    image is latency-bound: programs in flight count more than bytes), but never under PIX_MIN
+    pixels (partials <= 5 / 64 of the logits: at C 150 a program still reads 64 x 150 logits) and
+    never more blocks than the image has."""
+    nb = triton.cdiv(s, block)
+    most = triton.cdiv(PIX_PER_PROGRAM, block)
+    least = triton.cdiv(PIX_MIN, block)
+    return max(1, min(max(least, min(most, (n * nb) // MIN_PROGRAMS)), nb))
 
 
 def _pairs(**values):
@@ -905,10 +963,12 @@ def _sigmoid_grid(x):
 
 
 def _softmax_grid(x):
+    """(programs, n_blocks_s, C_PAD, BLOCK, blocks_per_prog, num_warps) of the softmax kernels."""
     N, C, S = x.shape
-    c_pad, BLOCK, num_warps = _tile_for(C, S)
-    n_blocks_s = triton.cdiv(S, BLOCK)
-    return N * n_blocks_s, n_blocks_s, c_pad, BLOCK, num_warps
+    c_pad, BLOCK, num_warps = _tile_for(C, S, x.dtype == torch.float64)
+    bpp = _blocks_per_program(N, S, BLOCK)
+    n_blocks_s = triton.cdiv(S, BLOCK * bpp)
+    return N * n_blocks_s, n_blocks_s, c_pad, BLOCK, bpp, num_warps
 
 
 def _xs(x, w):
@@ -928,10 +988,10 @@ def forward(x, t, w, cw, pw, pb, o):
     strides = _xs(x, w)
     with device_guard(x):
         if o.multiclass:
-            programs, n_blocks_s, c_pad, BLOCK, num_warps = _softmax_grid(x)
+            programs, n_blocks_s, c_pad, BLOCK, bpp, num_warps = _softmax_grid(x)
             part = torch.empty((n_blocks_s, NSUMS, N, C), device=x.device, dtype=acc)
             _dice_softmax_fwd_kernel[(programs,)](
-                x_ptr=x, y_ptr=t, w_ptr=w, part_ptr=part, N=N, C=C, S=S, n_blocks_s=n_blocks_s,
+                x_ptr=x, y_ptr=t, w_ptr=w, part_ptr=part, N=N, C=C, S=S, n_blocks_s=n_blocks_s, blocks_per_prog=bpp,
                 stride_yn=t.stride(0), stride_ys=t.stride(2), **strides, **scal, **flags,
                 HAS_WEIGHT=w is not None, ACC=tl_acc(x.dtype), C_PAD=c_pad, BLOCK=BLOCK, num_warps=num_warps)
         else:
@@ -992,9 +1052,10 @@ def backward(g, coef, x, t, w, cw, pw, pb, o):
                   HAS_CLASSES=pos is not None, ACC=tl_acc(x.dtype))
     with device_guard(x):
         if o.multiclass:
-            programs, n_blocks_s, c_pad, BLOCK, num_warps = _softmax_grid(x)
+            programs, n_blocks_s, c_pad, BLOCK, bpp, num_warps = _softmax_grid(x)
             _dice_softmax_bwd_kernel[(programs,)](
-                x_ptr=x, y_ptr=t, w_ptr=w, N=N, C=C, S=S, n_blocks_s=n_blocks_s, stride_yn=t.stride(0),
+                x_ptr=x, y_ptr=t, w_ptr=w, N=N, C=C, S=S, n_blocks_s=n_blocks_s, blocks_per_prog=bpp,
+                stride_yn=t.stride(0),
                 stride_ys=t.stride(2), **common, C_PAD=c_pad, BLOCK=BLOCK, num_warps=num_warps)
         else:
             programs, n_blocks_s, BLOCK, num_warps = _sigmoid_grid(x)
@@ -1006,6 +1067,13 @@ def backward(g, coef, x, t, w, cw, pw, pb, o):
 
 
 # ---- ahead-of-time compile specs --------------------------------------------------------------
+
+def _softmax_spec(fn, constexprs, **kw):
+    """An AOT spec of a softmax kernel compiled with the warps its launcher gives the tile (``_tile_for``)."""
+    fp64 = constexprs.get("ACC") == tl.float64
+    regs = constexprs["C_PAD"] * constexprs["BLOCK"] * (2 if fp64 else 1)
+    return aot_spec(fn, constexprs, num_warps=max(4, min(16, regs // (32 * REGS_PER_THREAD))), **kw)
+
 
 def _aot_variants():
     specs = []
@@ -1025,12 +1093,13 @@ def _aot_variants():
                                    HAS_POS_W=False, BLOCK=1024),
                               x_ptr=f"*{dt}", t_ptr="*fp32", coef_ptr=accty, g_ptr=accty, pos_ptr="*i32",
                               dx_ptr=f"*{dt}", **f32(sig_pairs)))
-        specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(flags, PIXEL=2, LABEL_SMOOTH=False, FOCAL_ALPHA=False, C_PAD=32, BLOCK=128),
+        blk = 32 if acc == tl.float64 else 64  # _tile_for(21, S): a 32 x 64 tile (fp64: 32 x 32)
+        specs.append(_softmax_spec(_dice_softmax_fwd_kernel, dict(flags, PIXEL=2, LABEL_SMOOTH=False, FOCAL_ALPHA=False, C_PAD=32, BLOCK=blk),
                               x_ptr=f"*{dt}",
                               y_ptr="*i64", part_ptr=accty, **f32(pix_pairs)))
-        specs.append(aot_spec(_dice_softmax_bwd_kernel,
+        specs.append(_softmax_spec(_dice_softmax_bwd_kernel,
                               dict(flags, PIXEL=2, LABEL_SMOOTH=False, FOCAL_ALPHA=False, PER_IMAGE=False, HAS_CLASSES=True, C_PAD=32,
-                                   BLOCK=128),
+                                   BLOCK=blk),
                               x_ptr=f"*{dt}", y_ptr="*u8", coef_ptr=accty, g_ptr=accty, pos_ptr="*i32",
                               dx_ptr=f"*{dt}", **f32(pix_pairs)))
         fin = dict(WEIGHT_TYPE=0, PW_COUNT=True, HAS_CW=True, HAS_PW=True, HAS_CLASSES=True, ACC=acc, C_PAD=32)
@@ -1069,27 +1138,41 @@ def _aot_variants():
                                stride_xs=1, stride_ts=1, stride_ds=1),
                           divisible=div, S="i64", n_blocks_s="i64", **f32(sig_pairs), **big))
     bigm = {"stride_xn": "i64", "stride_xc": "i64", "stride_yn": "i64", "stride_wn": "i64", "stride_wc": "i64"}
-    specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(plain, LABEL_SMOOTH=False, FOCAL_ALPHA=False, C_PAD=32, BLOCK=128, stride_xs=1,
+    specs.append(_softmax_spec(_dice_softmax_fwd_kernel, dict(plain, LABEL_SMOOTH=False, FOCAL_ALPHA=False, C_PAD=32, BLOCK=64, stride_xs=1,
                                                          stride_ys=1),
                           divisible=("S", "stride_xn", "stride_xc", "stride_yn"), S="i64", y_ptr="*i64",
                           **f32(pix_pairs), **bigm))
-    specs.append(aot_spec(_dice_softmax_bwd_kernel,
-                          dict(plain, LABEL_SMOOTH=False, FOCAL_ALPHA=False, PER_IMAGE=False, HAS_CLASSES=False, C_PAD=32, BLOCK=128,
+    specs.append(_softmax_spec(_dice_softmax_bwd_kernel,
+                          dict(plain, LABEL_SMOOTH=False, FOCAL_ALPHA=False, PER_IMAGE=False, HAS_CLASSES=False, C_PAD=32, BLOCK=64,
                                stride_xs=1, stride_ys=1, stride_ds=1),
                           divisible=("S", "stride_xn", "stride_xc", "stride_yn", "stride_dn", "stride_dc"),
                           S="i64", y_ptr="*i64", stride_dn="i64", stride_dc="i64", **f32(pix_pairs), **bigm))
     # CE + Dice with label smoothing
-    specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(plain, LABEL_SMOOTH=True, FOCAL_ALPHA=False, C_PAD=32,
-                                                         BLOCK=128), y_ptr="*i64", **f32(pix_pairs)))
-    specs.append(aot_spec(_dice_softmax_bwd_kernel, dict(plain, LABEL_SMOOTH=True, FOCAL_ALPHA=False, PER_IMAGE=False,
-                                                         HAS_CLASSES=False, C_PAD=32, BLOCK=128),
+    specs.append(_softmax_spec(_dice_softmax_fwd_kernel, dict(plain, LABEL_SMOOTH=True, FOCAL_ALPHA=False, C_PAD=32,
+                                                         BLOCK=64), y_ptr="*i64", **f32(pix_pairs)))
+    specs.append(_softmax_spec(_dice_softmax_bwd_kernel, dict(plain, LABEL_SMOOTH=True, FOCAL_ALPHA=False, PER_IMAGE=False,
+                                                         HAS_CLASSES=False, C_PAD=32, BLOCK=64),
                           y_ptr="*i64", **f32(pix_pairs)))
     # the per-channel sigmoid focal of integer labels (dice_focal_loss, focal_use_softmax=False)
-    specs.append(aot_spec(_dice_softmax_fwd_kernel, dict(plain, PIXEL=3, LABEL_SMOOTH=False, FOCAL_ALPHA=True, C_PAD=32, BLOCK=128),
+    specs.append(_softmax_spec(_dice_softmax_fwd_kernel, dict(plain, PIXEL=3, LABEL_SMOOTH=False, FOCAL_ALPHA=True, C_PAD=32, BLOCK=64),
                           y_ptr="*i64", **f32(pix_pairs)))
-    specs.append(aot_spec(_dice_softmax_bwd_kernel, dict(plain, PIXEL=3, LABEL_SMOOTH=False, FOCAL_ALPHA=True, PER_IMAGE=False,
-                                                         HAS_CLASSES=False, C_PAD=32, BLOCK=128),
+    specs.append(_softmax_spec(_dice_softmax_bwd_kernel, dict(plain, PIXEL=3, LABEL_SMOOTH=False, FOCAL_ALPHA=True, PER_IMAGE=False,
+                                                         HAS_CLASSES=False, C_PAD=32, BLOCK=64),
                           y_ptr="*i64", **f32(pix_pairs)))
+    # large C (150 -> C_PAD 256, 1024): the tiles _tile_for picks, every switch on, fp32 and bf16
+    for c_pad, block in ((256, 8), (1024, 2)):
+        for dt in ("fp32", "bf16"):
+            flags = dict(FROM_LOGITS=True, HAS_WEIGHT=True, HAS_IGNORE=True, LABEL_WEIGHT=True, SIGNED=True,
+                         SQUARED=True, W_POW_I=2, W_POW_PT=1, ACC=tl.float32, C_PAD=c_pad, BLOCK=block)
+            for pixel, smooth, alpha in ((1, True, False), (3, False, True)):
+                specs.append(_softmax_spec(_dice_softmax_fwd_kernel,
+                                      dict(flags, PIXEL=pixel, LABEL_SMOOTH=smooth, FOCAL_ALPHA=alpha),
+                                      x_ptr=f"*{dt}", y_ptr="*i64", **f32(pix_pairs)))
+                specs.append(_softmax_spec(_dice_softmax_bwd_kernel,
+                                      dict(flags, PIXEL=pixel, LABEL_SMOOTH=smooth, FOCAL_ALPHA=alpha, PER_IMAGE=True,
+                                           HAS_CLASSES=True),
+                                      x_ptr=f"*{dt}", y_ptr="*i64", pos_ptr="*i32", dx_ptr=f"*{dt}",
+                                      **f32(pix_pairs)))
     return specs
 
 
