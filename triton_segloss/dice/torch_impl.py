@@ -169,7 +169,7 @@ def _binary_fwd_fast(x, t, f):
     pv = p if f.ignore_index is None else p * vf
     pk = pv * p if f.squared else pv
     tk = t * t if f.squared else t
-    i_sum = torch.bmm(pv.reshape(n * c, 1, s), t.reshape(n * c, s, 1)).view(n, c)  # sum p t without a temporary
+    i_sum = (pv * t).sum(-1)  # (a batched matvec is slower on CPU than the product and a sum)
     count = torch.full_like(i_sum, s) if f.ignore_index is None else vf.sum(-1)
     return torch.stack([i_sum, pk.sum(-1), tk.sum(-1), torch.zeros_like(i_sum), count], -1)
 
