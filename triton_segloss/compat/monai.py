@@ -63,6 +63,16 @@ def _values(w) -> Optional[Union[float, tuple]]:
     return tuple(float(v) for v in w)
 
 
+def _reload_values(module: nn.Module, buffer: str) -> None:
+    """Keep ``module._weight`` (the weight as Python numbers, a constant for the kernels) equal to the
+    buffer after ``load_state_dict``, as MONAI's forward reads its buffer: a loaded checkpoint decides
+    the loss. (Values are read once at load time, never per step.)"""
+    def hook(mod, incompatible_keys):
+        mod._weight = _values(getattr(mod, buffer))
+
+    module.register_load_state_dict_post_hook(hook)
+
+
 def _labels(target: Tensor) -> Tensor:
     """MONAI's (B, 1, *spatial) float labels as int64 (the one extra op of label targets)."""
     return target if target.dtype in (torch.int64, torch.int32, torch.uint8) else target.long()
@@ -158,6 +168,7 @@ class DiceLoss(_Overlap):
         self.ignore_index = ignore_index
         self.register_buffer("class_weight", None if weight is None else torch.as_tensor(weight))
         self._weight = _values(weight)
+        _reload_values(self, "class_weight")
         if isinstance(self._weight, tuple) and min(self._weight) < 0 or \
                 isinstance(self._weight, float) and self._weight < 0:
             raise ValueError("the value/values of the `weight` should be no less than 0.")
@@ -305,6 +316,7 @@ class FocalLoss(nn.Module):
         self.weight = weight
         self.register_buffer("class_weight", None if weight is None else torch.as_tensor(weight))
         self._weight = _values(weight)
+        _reload_values(self, "class_weight")
         self.use_softmax = use_softmax
         self.ignore_index = ignore_index
 
@@ -439,6 +451,7 @@ class DiceCELoss(nn.Module):
         self.batch = batch
         self.register_buffer("weight", weight)
         self._weight = _values(weight)
+        _reload_values(self, "weight")
         self.lambda_dice = float(lambda_dice)
         self.lambda_ce = float(lambda_ce)
         self.label_smoothing = float(label_smoothing)
