@@ -141,7 +141,8 @@ def test_custom_ops_are_entered_not_counted_as_black_boxes():
         step = traffic.count_step(tsl.bce_with_logits, x, t)
     assert step.kernel_bytes == 0
     assert not any(op.startswith("triton_segloss") for op in step.aten_by_op)
-    assert "aten.softplus.default" in step.aten_by_op  # the PyTorch path's own ops (bce/torch_impl.py)
+    # the PyTorch path's own ops (bce/torch_impl.py; it writes softplus into a reused buffer: the .out form)
+    assert any(op.startswith("aten.softplus") for op in step.aten_by_op), step.aten_by_op
 
 
 def test_traffic_cli_on_tiny_sizes(tmp_path):
