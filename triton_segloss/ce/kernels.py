@@ -288,9 +288,11 @@ def _ce_bwd_kernel(
     ls_hi, ls_lo,  # label smoothing eps (fp32 pair)
     HAS_WEIGHT: tl.constexpr, HAS_PIXEL_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr, SMOOTH: tl.constexpr,
     BALANCE: tl.constexpr, G_IS_MAP: tl.constexpr,
+    ONE_CHUNK: tl.constexpr,  # C <= BLOCK_C: one read of the logits (kept in registers), else two sweeps
     ACC: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """Recomputes lse in a first sweep, then with p_c = e^{x_c - lse} and W = sum_c w_c:
+    """Recomputes lse (a first sweep over class chunks, or the one tile in registers when ONE_CHUNK),
+    then with p_c = e^{x_c - lse} and W = sum_c w_c:
 
         dl/dx_c = m * [ (1 - eps) * w_y * (p_c - [c == y]) + eps / C * (W * p_c - w_c) ]
         dx_c    = g * scale * dl/dx_c       (g per pixel for "none", where scale = 1),  0 on ignored pixels
@@ -310,26 +312,37 @@ def _ce_bwd_kernel(
     eps = scalar(ls_hi, ls_lo, ACC)
     x_row = x_ptr + n * stride_xn + s[None, :] * stride_xs
 
-    mx = tl.full([BLOCK_S], float("-inf"), ACC)
-    d = tl.zeros([BLOCK_S], dtype=ACC)
-    d_other = tl.zeros([BLOCK_S], dtype=ACC)  # the classes other than y
-    w_total = tl.zeros([], dtype=ACC)
-    for c0 in range(0, C, BLOCK_C):
-        c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
-        cmask = c < C
-        x = tl.load(x_row + c[:, None] * stride_xc, mask=cmask[:, None] & smask[None, :], other=0.0).to(ACC)
-        x = tl.where(cmask[:, None], x, float("-inf"))
-        mx_new = tl.maximum(mx, tl.max(x, axis=0))
-        alpha = tl.exp(mx - mx_new)
-        e = tl.exp(x - mx_new[None, :])
-        d = d * alpha + tl.sum(e, axis=0)
-        d_other = d_other * alpha + tl.sum(tl.where(c[:, None] == y[None, :], 0.0, e), axis=0)
-        mx = mx_new
+    c0 = tl.arange(0, BLOCK_C).to(tl.int64)
+    if ONE_CHUNK:  # every class in one tile: the logits are read once, kept in registers for the gradient
+        cmask0 = c0 < C
+        x0 = tl.load(x_row + c0[:, None] * stride_xc, mask=cmask0[:, None] & smask[None, :], other=0.0).to(ACC)
+        xm = tl.where(cmask0[:, None], x0, float("-inf"))
+        mx = tl.max(xm, axis=0)
+        e = tl.exp(xm - mx[None, :])
+        d = tl.sum(e, axis=0)
+        d_other = tl.sum(tl.where(c0[:, None] == y[None, :], 0.0, e), axis=0)
+        w_total = tl.zeros([], dtype=ACC)
         if SMOOTH:
-            if BALANCE:
-                w_total += tl.sum(tl.load(coef_ptr + 1 + c, mask=cmask, other=0.0).to(ACC), axis=0)
-            else:
-                w_total += tl.sum(_class_weight(w_ptr, stride_w, c, cmask, HAS_WEIGHT, ACC), axis=0)
+            w_total = tl.sum(_smooth_weights(w_ptr, stride_w, coef_ptr, c0, cmask0, HAS_WEIGHT, BALANCE, ACC), axis=0)
+    else:
+        mx = tl.full([BLOCK_S], float("-inf"), ACC)
+        d = tl.zeros([BLOCK_S], dtype=ACC)
+        d_other = tl.zeros([BLOCK_S], dtype=ACC)  # the classes other than y
+        w_total = tl.zeros([], dtype=ACC)
+        for cb in range(0, C, BLOCK_C):
+            c = cb + c0
+            cmask = c < C
+            x = tl.load(x_row + c[:, None] * stride_xc, mask=cmask[:, None] & smask[None, :], other=0.0).to(ACC)
+            x = tl.where(cmask[:, None], x, float("-inf"))
+            mx_new = tl.maximum(mx, tl.max(x, axis=0))
+            alpha = tl.exp(mx - mx_new)
+            e = tl.exp(x - mx_new[None, :])
+            d = d * alpha + tl.sum(e, axis=0)
+            d_other = d_other * alpha + tl.sum(tl.where(c[:, None] == y[None, :], 0.0, e), axis=0)
+            mx = mx_new
+            if SMOOTH:
+                w_total += tl.sum(_smooth_weights(w_ptr, stride_w, coef_ptr, c, cmask, HAS_WEIGHT, BALANCE, ACC),
+                                  axis=0)
     log_d = tl.log(d)
     one_minus_py = d_other / d
 
@@ -346,21 +359,41 @@ def _ce_bwd_kernel(
     scale = tl.where(valid, scale, 0.0)
     a = (1.0 - eps) * wy  # weight of the label term
     dx_row = dx_ptr + n * stride_dn + s[None, :] * stride_ds
-    for c0 in range(0, C, BLOCK_C):
-        c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
-        cmask = c < C
-        mask2 = cmask[:, None] & smask[None, :]
-        x = tl.load(x_row + c[:, None] * stride_xc, mask=mask2, other=0.0).to(ACC)
-        p = tl.exp((x - mx[None, :]) - log_d[None, :])
-        g = a[None, :] * tl.where(c[:, None] == y[None, :], -one_minus_py[None, :], p)
-        if SMOOTH:
-            if BALANCE:
-                wc = tl.load(coef_ptr + 1 + c, mask=cmask, other=0.0).to(ACC)
-            else:
-                wc = _class_weight(w_ptr, stride_w, c, cmask, HAS_WEIGHT, ACC)
-            g += eps / C * (w_total * p - wc[:, None])
-        dx = g * scale[None, :]
-        tl.store(dx_row + c[:, None] * stride_dc, dx.to(dx_ptr.dtype.element_ty), mask=mask2)
+    if ONE_CHUNK:
+        dx = _ce_grad_tile(x0, c0, cmask0, y, mx, log_d, one_minus_py, a, scale, eps, w_total, w_ptr, stride_w,
+                           coef_ptr, C, HAS_WEIGHT, SMOOTH, BALANCE, ACC)
+        tl.store(dx_row + c0[:, None] * stride_dc, dx.to(dx_ptr.dtype.element_ty),
+                 mask=cmask0[:, None] & smask[None, :])
+    else:
+        for cb in range(0, C, BLOCK_C):
+            c = cb + c0
+            cmask = c < C
+            mask2 = cmask[:, None] & smask[None, :]
+            x = tl.load(x_row + c[:, None] * stride_xc, mask=mask2, other=0.0).to(ACC)
+            dx = _ce_grad_tile(x, c, cmask, y, mx, log_d, one_minus_py, a, scale, eps, w_total, w_ptr, stride_w,
+                               coef_ptr, C, HAS_WEIGHT, SMOOTH, BALANCE, ACC)
+            tl.store(dx_row + c[:, None] * stride_dc, dx.to(dx_ptr.dtype.element_ty), mask=mask2)
+
+
+@triton.jit
+def _smooth_weights(w_ptr, stride_w, coef_ptr, c, cmask, HAS_WEIGHT: tl.constexpr, BALANCE: tl.constexpr,
+                    ACC: tl.constexpr):
+    """The class weights w_c of classes ``c`` (the finisher's balanced ones under BALANCE), 0 past C."""
+    if BALANCE:
+        return tl.load(coef_ptr + 1 + c, mask=cmask, other=0.0).to(ACC)
+    return _class_weight(w_ptr, stride_w, c, cmask, HAS_WEIGHT, ACC)
+
+
+@triton.jit
+def _ce_grad_tile(x, c, cmask, y, mx, log_d, one_minus_py, a, scale, eps, w_total, w_ptr, stride_w, coef_ptr, C,
+                  HAS_WEIGHT: tl.constexpr, SMOOTH: tl.constexpr, BALANCE: tl.constexpr, ACC: tl.constexpr):
+    """dx of a (classes, pixels) tile from the pixel statistics (see ``_ce_bwd_kernel``)."""
+    p = tl.exp((x - mx[None, :]) - log_d[None, :])
+    g = a[None, :] * tl.where(c[:, None] == y[None, :], -one_minus_py[None, :], p)
+    if SMOOTH:
+        wc = _smooth_weights(w_ptr, stride_w, coef_ptr, c, cmask, HAS_WEIGHT, BALANCE, ACC)
+        g += eps / C * (w_total * p - wc[:, None])
+    return g * scale[None, :]
 
 
 # ---- launchers (same names and contract as torch_impl.py) ----------------------------------------
@@ -444,7 +477,7 @@ def backward(g, coef, x, t, w, pw, o):
             **_common(x, t, w, pw, o), g_ptr=g, coef_ptr=coef if coef.numel() else None, dx_ptr=dx,
             n_blocks_s=n_blocks_s, stride_gn=g.stride(0) if g_map else 0, stride_gs=g.stride(1) if g_map else 0,
             stride_dn=dx.stride(0), stride_dc=dx.stride(1), stride_ds=dx.stride(2), G_IS_MAP=g_map,
-            BLOCK_S=BLOCK_S, BLOCK_C=BLOCK_C, num_warps=num_warps)
+            ONE_CHUNK=C <= BLOCK_C, BLOCK_S=BLOCK_S, BLOCK_C=BLOCK_C, num_warps=num_warps)
     return dx
 
 
@@ -464,8 +497,9 @@ def _aot_variants():
         specs.append(aot_spec(_ce_fwd_kernel, dict(flags, BALANCE=True, ONE_CHUNK=True, STORE_LOSS=True,
                                                    STORE_PARTIALS=False, APPLY_COEF=True),
                               t_ptr="*u8", loss_ptr=accty, part_ptr=accty, **ptrs))
-        for balance in (True, False):
-            specs.append(aot_spec(_ce_bwd_kernel, dict(flags, BALANCE=balance, G_IS_MAP=not balance),
+        for balance, one_chunk in ((True, True), (False, False), (False, True)):
+            specs.append(aot_spec(_ce_bwd_kernel, dict(flags, BALANCE=balance, G_IS_MAP=not balance,
+                                                       ONE_CHUNK=one_chunk),
                                   t_ptr="*u8", g_ptr=accty, dx_ptr=f"*{dt}", **ptrs))
         if dt in ("fp32", "fp64"):  # the finisher sees only the accumulation dtype
             modes = ((True, True), (True, False), (False, True), (False, False)) if dt == "fp32" else ((True, True),)
@@ -484,7 +518,7 @@ def _aot_variants():
                                                APPLY_COEF=False),
                           divisible=("S", "stride_xn", "stride_xc", "stride_tn"), t_ptr="*i64",
                           progs_per_image="i64", **big))
-    specs.append(aot_spec(_ce_bwd_kernel, dict(plain, G_IS_MAP=False, stride_ds=1),
+    specs.append(aot_spec(_ce_bwd_kernel, dict(plain, G_IS_MAP=False, ONE_CHUNK=True, stride_ds=1),
                           divisible=("S", "stride_xn", "stride_xc", "stride_tn", "stride_dn", "stride_dc"),
                           t_ptr="*i64", n_blocks_s="i64", stride_gn="i64", stride_gs="i64", stride_dn="i64",
                           stride_dc="i64", **big))
