@@ -263,6 +263,21 @@ def _softmax_stats(x_ptr, n, s, smask, y, C, stride_xn, stride_xc, stride_xs,
 
 
 @triton.jit
+def _softmax_stats_tile(xm, is_y):
+    """(m, se, ey, ce, q) of a tile holding every class (masked classes at -inf): ``_softmax_stats``
+    without the sweep, the same values."""
+    m = tl.max(xm, axis=0)
+    ex = tl.exp(xm - m[None, :])
+    se = tl.sum(ex, axis=0)
+    so = tl.sum(tl.where(is_y, 0.0, ex), axis=0)
+    xy = tl.sum(tl.where(is_y, xm, 0.0), axis=0)
+    ey = tl.exp(xy - m)
+    big = ey > 0.5
+    ce = tl.where(big, _log1p(so / tl.where(big, ey, 1.0)), tl.log(se) + (m - xy))
+    return m, se, ey, ce, so / se
+
+
+@triton.jit
 def _softmax_pixels(y_ptr, a_ptr, w_ptr, pid, C, S, n_blocks_s, stride_yn, stride_ys, stride_a, stride_w, al_hi, al_lo,
                     sc_hi, sc_lo, ignore_index, ALPHA_PER_CLASS: tl.constexpr, HAS_CLASS_WEIGHT: tl.constexpr,
                     HAS_IGNORE: tl.constexpr, ACC: tl.constexpr, BLOCK_S: tl.constexpr):
@@ -363,9 +378,11 @@ def _focal_softmax_bwd_kernel(
     al_hi, al_lo, ga_hi, ga_lo, sc_hi, sc_lo, ignore_index,  # as in forward
     ALPHA_PER_CLASS: tl.constexpr, HAS_CLASS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr,
     FROM_PROBS: tl.constexpr, HAS_COEF: tl.constexpr, G_IS_MAP: tl.constexpr,
+    ONE_CHUNK: tl.constexpr,  # C <= BLOCK_C: the logits tile is read once and kept in registers
     ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
 ):
-    """Recomputes m, se, so, x_y (first sweep over the classes), then writes dx (second sweep).
+    """Recomputes m, se, so, x_y (first sweep over the classes), then writes dx (second sweep);
+    with ONE_CHUNK both from one read of the tile.
 
     With dce/dx_k = p_k - [k == y] and dq/dx_k = p_y (p_k - [k == y]):
 
@@ -394,6 +411,16 @@ def _focal_softmax_bwd_kernel(
         f = -_pow_q(q, gamma) * (tl.where(lp_ok, 1.0 / tl.where(lp_ok, p, 1.0), 0.0) + gamma * ratio) * a
         m = tl.zeros([BLOCK_S], ACC)
         inv_se = tl.zeros([BLOCK_S], ACC)
+    elif ONE_CHUNK:
+        c1 = tl.arange(0, BLOCK_C).to(tl.int64)
+        xm1 = tl.load(x_ptr + n * stride_xn + c1[:, None] * stride_xc + s[None, :] * stride_xs,
+                      mask=(c1 < C)[:, None] & smask[None, :], other=0.0).to(ACC)
+        xm1 = tl.where((c1 < C)[:, None], xm1, float("-inf"))
+        m, se, ey, ce, q = _softmax_stats_tile(xm1, c1[:, None] == y[None, :])
+        qpos = q > 0
+        ratio = tl.where(qpos, ce / tl.where(qpos, q, 1.0), 1.0)
+        f = _pow_q(q, gamma) * (1.0 + gamma * (ey / se) * ratio) * a
+        inv_se = 1.0 / se
     else:
         m, se, ey, ce, q = _softmax_stats(x_ptr, n, s, smask, y, C, stride_xn, stride_xc, stride_xs, ACC, BLOCK_C,
                                           BLOCK_S)
@@ -408,19 +435,26 @@ def _focal_softmax_bwd_kernel(
     else:
         f = f * tl.load(g_ptr).to(ACC)
     f = tl.where(valid, f, 0.0)
-    for c0 in range(0, C, BLOCK_C):
-        c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)  # int64: c * stride may pass 2^31
-        mask2 = (c < C)[:, None] & smask[None, :]
-        is_y = c[:, None] == y[None, :]
-        if FROM_PROBS:
-            dx = tl.where(is_y, f[None, :], 0.0)
-        else:
-            xt = tl.load(x_ptr + n * stride_xn + c[:, None] * stride_xc + s[None, :] * stride_xs, mask=mask2,
-                         other=0.0).to(ACC)
-            pk = tl.exp(xt - m[None, :]) * inv_se[None, :]
-            dx = tl.where(is_y, -q[None, :], pk) * f[None, :]
+    if ONE_CHUNK and not FROM_PROBS:
+        c = tl.arange(0, BLOCK_C).to(tl.int64)
+        pk = tl.exp(xm1 - m[None, :]) * inv_se[None, :]
+        dx = tl.where(c[:, None] == y[None, :], -q[None, :], pk) * f[None, :]
         tl.store(dx_ptr + n * stride_dn + c[:, None] * stride_dc + s[None, :] * stride_ds,
-                 dx.to(dx_ptr.dtype.element_ty), mask=mask2)
+                 dx.to(dx_ptr.dtype.element_ty), mask=(c < C)[:, None] & smask[None, :])
+    else:
+        for c0 in range(0, C, BLOCK_C):
+            c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)  # int64: c * stride may pass 2^31
+            mask2 = (c < C)[:, None] & smask[None, :]
+            is_y = c[:, None] == y[None, :]
+            if FROM_PROBS:
+                dx = tl.where(is_y, f[None, :], 0.0)
+            else:
+                xt = tl.load(x_ptr + n * stride_xn + c[:, None] * stride_xc + s[None, :] * stride_xs, mask=mask2,
+                             other=0.0).to(ACC)
+                pk = tl.exp(xt - m[None, :]) * inv_se[None, :]
+                dx = tl.where(is_y, -q[None, :], pk) * f[None, :]
+            tl.store(dx_ptr + n * stride_dn + c[:, None] * stride_dc + s[None, :] * stride_ds,
+                     dx.to(dx_ptr.dtype.element_ty), mask=mask2)
 
 
 @triton.jit
@@ -591,7 +625,7 @@ def softmax_backward(g, coef, x, y, alpha_w, class_w, o):
             C=x.shape[1], S=x.shape[2], n_blocks_s=n_blocks_s, **_named("x", x.stride()), stride_yn=y.stride(0),
             stride_ys=y.stride(1), stride_gn=gs[0], stride_gs=gs[1], **_named("d", dx.stride()),
             **_softmax_scalars(alpha_w, class_w, o), HAS_COEF=coef.numel() > 0, G_IS_MAP=g_map, ACC=tl_acc(x.dtype),
-            BLOCK_C=BLOCK_C, BLOCK_S=BLOCK_S, num_warps=num_warps)
+            ONE_CHUNK=x.shape[1] <= BLOCK_C, BLOCK_C=BLOCK_C, BLOCK_S=BLOCK_S, num_warps=num_warps)
     return dx
 
 
@@ -615,7 +649,8 @@ def _aot_variants():
             specs.append(aot_spec(_focal_softmax_fwd_kernel, dict(sflags, STORE_LOSS=True, STORE_PARTIALS=True),
                                   x_ptr=f"*{dt}", y_ptr="*i64", a_ptr=accty, w_ptr="*i64", loss_ptr=accty,
                                   part_ptr=accty, **soft_f))
-            specs.append(aot_spec(_focal_softmax_bwd_kernel, dict(sflags, HAS_COEF=True, G_IS_MAP=True),
+            specs.append(aot_spec(_focal_softmax_bwd_kernel, dict(sflags, HAS_COEF=True, G_IS_MAP=True,
+                                                                  ONE_CHUNK=not probs),
                                   x_ptr=f"*{dt}", y_ptr="*u8", a_ptr="*fp32", w_ptr=accty, g_ptr=accty,
                                   coef_ptr=accty, dx_ptr=f"*{dt}", **soft_f))
         # one-vs-rest on integer labels (int64 and uint8)
@@ -646,7 +681,8 @@ def _aot_variants():
                           y_ptr="*i64", S="i64", n_blocks_s="i64",
                           divisible=("S", "stride_xn", "stride_xc", "stride_yn"), **soft_f,
                           **{k: v for k, v in big_soft.items() if k[7] in "xy"}))
-    specs.append(aot_spec(_focal_softmax_bwd_kernel, dict(splain, HAS_COEF=True, G_IS_MAP=False, stride_ds=1),
+    specs.append(aot_spec(_focal_softmax_bwd_kernel, dict(splain, HAS_COEF=True, G_IS_MAP=False, ONE_CHUNK=True,
+                                                          stride_ds=1),
                           y_ptr="*i64", S="i64", n_blocks_s="i64", x_ptr="*bf16", dx_ptr="*bf16",
                           divisible=("S", "stride_xn", "stride_xc", "stride_dn", "stride_dc"), **soft_f, **big_soft))
     return specs
