@@ -320,7 +320,7 @@ def run(names: Optional[list] = None, timing: bool = True) -> list:
         x, t = make_inputs(case, gen)
         c = count_step(case.fn, x, t, backward=case.backward)
         row = dict(loss=case.name, fwd=c.forward.launches, bwd=c.backward.launches, syncs=c.syncs,
-                   budget_ok=(c.launches <= 4 + case.sort and c.syncs == 0), ops=c.forward.ops + c.backward.ops)
+                   budget_ok=(c.launches <= 4 + case.sort + case.dt and c.syncs == 0), ops=c.forward.ops + c.backward.ops)
         if case.eager is not None:
             ce = _count_eager(case.eager, x, t, case.backward)
             row.update(eager_launches=ce.launches, eager_syncs=ce.syncs)
