@@ -119,3 +119,23 @@ def pick(v, k: tl.constexpr, KP: tl.constexpr):
 def load_ncs(ptr, n, c, s, stride_n, stride_c, stride_s, mask, other, ACC: tl.constexpr):
     """Masked load of element (n, c, s) of an (N, C, S) strided view, cast to ACC at once."""
     return tl.load(ptr + n * stride_n + c * stride_c + s * stride_s, mask=mask, other=other).to(ACC)
+
+
+@triton.jit
+def ratio_grad(num, den, total, eps):
+    """score = num / max(den, eps): exactly 1 where total == 0 (an empty class), 0 where the clamped
+    den is 0; with d score / d num = 1 / max(den, eps) and d score / d den = -score / den (0 where
+    den < eps: the clamp holds). The soft-overlap ratio of the Dice family and of the fused
+    Dice + boundary loss."""
+    empty = total == 0
+    dc = tl.maximum(den, eps)
+    ok = (dc > 0) & (total != 0)
+    safe = tl.where(ok, dc, 1.0)
+    s = tl.where(empty, 1.0, tl.where(ok, num / safe, 0.0))
+    ds_num = tl.where(ok, 1.0 / safe, 0.0)
+    ds_den = tl.where(ok & (den >= eps), -s / safe, 0.0)
+    # a NaN sum (a NaN logit) must reach the loss: the comparisons above would turn it into "empty"
+    # or "score 0" (a diverged model would show a finite Dice loss)
+    bad = num + den + total
+    nan = bad != bad
+    return tl.where(nan, bad, s), tl.where(nan, bad, ds_num), tl.where(nan, bad, ds_den)

@@ -31,7 +31,7 @@ import triton.language as tl
 
 from triton_segloss._core.aot import aot_spec
 from triton_segloss._core.dist import all_reduce_sum
-from triton_segloss._core.jit import block_for, device_guard, row_tile, scalar, softplus, split_f64, tl_acc
+from triton_segloss._core.jit import block_for, device_guard, ratio_grad, row_tile, scalar, softplus, split_f64, tl_acc
 from triton_segloss._core.validate import acc_dtype
 
 from .ops import KINDS, NCOEF, NSUMS, TINY, WEIGHT_TYPES, class_positions, class_vector, grad_layout, kept, \
@@ -368,24 +368,6 @@ def _row_sums(part_ptr, n0, n1, nc, C, n_blocks, cls, cmask, C_PAD: tl.constexpr
 
 
 @triton.jit
-def _ratio_grad(num, den, total, eps):
-    """score = num / max(den, eps): exactly 1 where total == 0 (an empty class), 0 where the clamped
-    den is 0; with d score / d num and d score / d den (0 where den < eps: the clamp holds)."""
-    empty = total == 0
-    dc = tl.maximum(den, eps)
-    ok = (dc > 0) & (total != 0)
-    safe = tl.where(ok, dc, 1.0)
-    s = tl.where(empty, 1.0, tl.where(ok, num / safe, 0.0))
-    ds_num = tl.where(ok, 1.0 / safe, 0.0)
-    ds_den = tl.where(ok & (den >= eps), -s / safe, 0.0)
-    # a NaN sum (a NaN logit) must reach the loss: the comparisons above would turn it into "empty"
-    # or "score 0" (a diverged model would show a finite Dice loss)
-    bad = num + den + total
-    nan = bad != bad
-    return tl.where(nan, bad, s), tl.where(nan, bad, ds_num), tl.where(nan, bad, ds_den)
-
-
-@triton.jit
 def _loss_of(s, eps, gamma, LOSS: tl.constexpr):
     """(loss, d loss / d score): 0: 1 - s; 1: (1 - s)^gamma (0 with zero gradient at s >= 1);
     2: -log(max(s, max(eps, 1e-30))); 3: the score itself."""
@@ -458,7 +440,7 @@ def _score(i, p, t, nv, sn, sd, eps, ta, tb, KIND: tl.constexpr):
             a_i = 1.0
             b_i = 1.0 - ta - tb
             b_p = ta
-        sc, ds_num, ds_den = _ratio_grad(num, den, p + t, eps)
+        sc, ds_num, ds_den = ratio_grad(num, den, p + t, eps)
         return sc, ds_num * a_i + ds_den * b_i, ds_den * b_p
 
 
@@ -587,7 +569,7 @@ def _dice_finish_kernel(
             gw = tl.where(finite, gw, 0.0)
             gw = tl.where(absent, tl.max(gw, axis=0), gw) * cw
             den0 = tl.sum(gw * (p_s + t_s), axis=0)
-            s, ds_num, ds_den = _ratio_grad(2.0 * tl.sum(gw * i_s, axis=0) + sn, den0 + sd, den0, eps)
+            s, ds_num, ds_den = ratio_grad(2.0 * tl.sum(gw * i_s, axis=0) + sn, den0 + sd, den0, eps)
             l, dl = _loss_of(s, eps, scalar(tg_hi, tg_lo, tl.float64), LOSS)
             if REDUCTION == 0:
                 mult = 1.0 / rows_f

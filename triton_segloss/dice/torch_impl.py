@@ -158,32 +158,20 @@ def _binary_fast(w, from_logits, f, hard) -> bool:
 
 
 def _binary_fwd_fast(x, t, f):
-    acc = acc_dtype(x.dtype)
-    x, t = x.to(acc), t.to(acc)
-    n, c, s = x.shape
-    if f.ignore_index is not None:
-        valid = t != f.ignore_index
-        t = torch.where(valid, t, 0.0)
-        vf = valid.to(acc)
-    p = torch.sigmoid(x)
-    pv = p if f.ignore_index is None else p * vf
+    s = x.shape[-1]
+    x, t, valid, vf, p, _ = _binary_prep(x, t, None, True, f, False)  # vf: the valid mask as float, or None
+    pv = p if vf is None else p * vf
     pk = pv * p if f.squared else pv
     tk = t * t if f.squared else t
     i_sum = (pv * t).sum(-1)  # (a batched matvec is slower on CPU than the product and a sum)
-    count = torch.full_like(i_sum, s) if f.ignore_index is None else vf.sum(-1)
+    count = torch.full_like(i_sum, s) if vf is None else vf.sum(-1)
     return torch.stack([i_sum, pk.sum(-1), tk.sum(-1), torch.zeros_like(i_sum), count], -1)
 
 
 def _binary_bwd_fast(x, t, g, f):
     """dx = (gI t + gP (2 p if squared)) p (1 - p), zero on ignored elements: sigmoid, one fused
     multiply-add and sigmoid's own backward."""
-    acc = acc_dtype(x.dtype)
-    x, t = x.to(acc), t.to(acc)
-    valid = None
-    if f.ignore_index is not None:
-        valid = t != f.ignore_index
-        t = torch.where(valid, t, 0.0)
-    p = torch.sigmoid(x)
+    x, t, valid, _, p, _ = _binary_prep(x, t, None, True, f, False)
     g_i, g_p = g[:, :, 0:1], g[:, :, 1:2]
     a = torch.addcmul(g_p * (2.0 * p) if f.squared else g_p, t, g_i)
     dx = torch.ops.aten.sigmoid_backward(a, p)
@@ -227,17 +215,22 @@ def _binary_bwd(x, t, w, g, from_logits, f):
 
 # ---- multiclass (softmax over C from integer labels) -----------------------------------
 
-def _mc_prep(x, y, w, from_logits, f):
-    """Probabilities, labels and weights of one chunk; the label's channel gathered, never one-hot."""
+def _mc_labels(x, y, f):
+    """(x in the accumulation dtype, labels with 0 where not valid (N, 1, s), valid, valid as float):
+    ignored labels and labels outside [0, C) are not valid."""
     acc = acc_dtype(x.dtype)
     c = x.shape[1]
-    x = x.to(acc)
     y = y.long()
     valid = (y >= 0) & (y < c)
     if f.ignore_index is not None:
         valid &= y != int(f.ignore_index)
-    ys = torch.where(valid, y, 0)  # (N, 1, s)
-    vf = valid.to(acc)
+    return x.to(acc), torch.where(valid, y, 0), valid, valid.to(acc)
+
+
+def _mc_prep(x, y, w, from_logits, f):
+    """Probabilities, labels and weights of one chunk; the label's channel gathered, never one-hot."""
+    acc = acc_dtype(x.dtype)
+    x, ys, valid, vf = _mc_labels(x, y, f)
     wl = vf if w is None else vf * w.to(acc)  # (N, 1 or C, s)
     p = torch.softmax(x, 1) if from_logits else x
     wl_y = wl.expand_as(x).gather(1, ys) if wl.shape[1] != 1 else wl
@@ -276,16 +269,9 @@ def _all_valid(valid, f) -> bool:
 def _mc_fwd_fast(x, y, f):
     """I, P, T, L, n of the fast case: P over every channel, I / T / L / n scattered to the label's class."""
     n, c = x.shape[:2]
-    acc = acc_dtype(x.dtype)
-    x = x.to(acc)
-    y = y.long()
-    valid = (y >= 0) & (y < c)
-    if f.ignore_index is not None:
-        valid &= y != int(f.ignore_index)
-    ys = torch.where(valid, y, 0)
-    vf = valid.to(acc)
+    x, ys, valid, vf = _mc_labels(x, y, f)
     idx = ys.view(n, -1)
-    zeros = torch.zeros((n, c), dtype=acc, device=x.device)
+    zeros = torch.zeros((n, c), dtype=x.dtype, device=x.device)
     if f.pixel == 1:
         lse = torch.logsumexp(x, 1, keepdim=True)
         p = torch.exp(x - lse)
@@ -308,14 +294,7 @@ def _mc_bwd_fast(x, y, g, f):
     """dx of the fast case: with a_c = gP_c (2 p_c if squared) + gI_c [c = y] + the CE term,
     dx_c = p_c (a_c - sum_c' p_c' a_c') in three passes over the tile and one scatter."""
     n, c, s = x.shape
-    acc = acc_dtype(x.dtype)
-    x = x.to(acc)
-    y = y.long()
-    valid = (y >= 0) & (y < c)
-    if f.ignore_index is not None:
-        valid &= y != int(f.ignore_index)
-    ys = torch.where(valid, y, 0)
-    vf = valid.to(acc)
+    x, ys, valid, vf = _mc_labels(x, y, f)
     g_i, g_p, g_l = (g[:, :, k:k + 1] for k in (0, 1, 3))  # (N, C, 1)
     p = torch.softmax(x, 1)
     p_y = p.gather(1, ys)

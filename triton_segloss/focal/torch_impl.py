@@ -60,20 +60,7 @@ def _class_view(w, acc, ndim):
 def _sigmoid_terms(x, t, o):
     acc = acc_dtype(x.dtype)
     x = x.to(acc)
-    C = x.shape[1]
-    if o.labels:
-        y = t.long()  # (N, 1, S) integer labels
-        valid = (y >= 0) & (y < C)
-        if o.ignore_index is not None:
-            valid &= y != int(o.ignore_index)
-        classes = torch.arange(C, device=x.device).view(1, C, 1)
-        t = ((y == classes) & valid).to(acc)
-        valid = valid.expand(x.shape)
-    else:
-        t = t.to(acc)
-        valid = None if o.ignore_index is None else t != o.ignore_index
-        if valid is not None:
-            t = torch.where(valid, t, 0.0)
+    t, valid = _sigmoid_target(x, t, o, acc)
     if o.from_logits:
         p = torch.sigmoid(x)
         pm = torch.sigmoid(-x)  # 1 - p without cancellation

@@ -36,7 +36,7 @@ import triton
 import triton.language as tl
 
 from triton_segloss._core.aot import aot_spec
-from triton_segloss._core.jit import block_for, device_guard, row_tile, scalar, sigmoid, split_f64, tl_acc
+from triton_segloss._core.jit import block_for, device_guard, ratio_grad, row_tile, scalar, sigmoid, split_f64, tl_acc
 from triton_segloss._core.validate import acc_dtype
 from triton_segloss.distance import kernels as _edt
 
@@ -307,23 +307,6 @@ def _finish_kernel(
 
 
 @triton.jit
-def _ratio_grad(num, den, total, eps):
-    """score = num / max(den, eps): exactly 1 where total == 0 (empty), 0 where the clamped den is 0;
-    with d score / d num = 1 / max(den, eps) and d score / d den = -score / den (0 where den < eps).
-    A NaN sum stays NaN (the comparisons would hide it)."""
-    empty = total == 0
-    dc = tl.maximum(den, eps)
-    ok = (dc > 0) & (total != 0)
-    safe = tl.where(ok, dc, 1.0)
-    s = tl.where(empty, 1.0, tl.where(ok, num / safe, 0.0))
-    ds_num = tl.where(ok, 1.0 / safe, 0.0)
-    ds_den = tl.where(ok & (den >= eps), -s / safe, 0.0)
-    bad = num + den + total
-    nan = bad != bad
-    return tl.where(nan, bad, s), tl.where(nan, bad, ds_num), tl.where(nan, bad, ds_den)
-
-
-@triton.jit
 def _dice_boundary_finish_kernel(
     part_ptr,  # partials, contiguous (4, n_blocks, N * C) in ACC: [boundary l, I, P, T]
     out_ptr,  # the loss out, 0-d, ACC
@@ -373,12 +356,12 @@ def _dice_boundary_finish_kernel(
             gw = tl.where(finite, 1.0 / (safe * safe), 0.0)
             gw = tl.where(absent, tl.max(gw, axis=0), gw)
             den = tl.sum(gw * (p_s + t_s), axis=0)
-            s, ds_num, ds_den = _ratio_grad(2.0 * tl.sum(gw * i_s, axis=0), den, den, eps)
+            s, ds_num, ds_den = ratio_grad(2.0 * tl.sum(gw * i_s, axis=0), den, den, eps)
             reg += tl.where(cls == 0, 1.0 - s, 0.0)
             ci = -mult * 2.0 * ds_num * gw
             cp = -mult * ds_den * gw
         else:
-            s, ds_num, ds_den = _ratio_grad(2.0 * i_s, p_s + t_s, p_s + t_s, eps)
+            s, ds_num, ds_den = ratio_grad(2.0 * i_s, p_s + t_s, p_s + t_s, eps)
             reg += tl.where(cmask, 1.0 - s, 0.0)
             ci = -mult * 2.0 * ds_num
             cp = -mult * ds_den
