@@ -281,6 +281,10 @@ def test_opcheck(backend):
         _op_args(True, kind="mcc", eps=1e-5, micro=True, per_image=True, reduction="none"),
         _op_args(True, pixel="sfocal", focal_alpha=0.25, focal_gamma=2.0, kind="jaccard", micro=True,
                  zero_absent=True),
+        # soft-label intersection (sigmoid kernels) and CE label smoothing (softmax kernels)
+        _op_args(False, soft_label=True, kind="tversky", alpha=0.3, beta=0.7, weight=w),
+        _op_args(True, pixel="xent", label_smoothing=0.2, pixel_class_weight=torch.tensor([1.0, 2.0, 0.5]),
+                 pixel_weighs_count=True, ignore_index=1.0),
     ]
     for tensors, opts in cases:
         tensors[0].requires_grad_(True)
@@ -556,10 +560,12 @@ DYNAMIC = [
     ("bce_dice_loss", "multilabel", {"mode": "multilabel", "weight": "map", "lambda_bce": 0.5}),
     ("ce_dice_loss", "multiclass", {"ce_weight": [1.0, 2.0, 0.5], "per_image": True, "reduction": "none"}),
     ("dice_focal_loss", "multiclass", {"mode": "multiclass", "alpha": 0.25, "ignore_index": 255}),
+    ("dice_loss", "multilabel", {"mode": "multilabel", "soft_label": True}),  # the soft-label intersection
+    ("ce_dice_loss", "multiclass", {"label_smoothing": 0.1, "ignore_index": 255}),  # CE label smoothing
 ]
 
 
-@pytest.mark.parametrize("name,mode,opts", DYNAMIC, ids=[d[0] for d in DYNAMIC])
+@pytest.mark.parametrize("name,mode,opts", DYNAMIC, ids=[f"{d[0]}-{i}" for i, d in enumerate(DYNAMIC)])
 def test_compile_dynamic_fullgraph(backend, name, mode, opts):
     """``torch.compile(fullgraph=True, dynamic=True)``: no graph break, the eager value and gradient,
     and a second input size runs through the same symbolic graph."""
