@@ -150,13 +150,22 @@ def backward(g, coef, x, t, w, pw, o):
     up = g.to(acc)
     if o.balance is not None:
         tv = t.to(acc)
+        if up.dim() == 0:  # the upstream scalar folded into the two side weights: one multiply less
+            coef, up = coef * up, None
         dx.mul_(torch.where(tv > 0.5, coef[0], torch.where(tv < 0.5, coef[1], 0.0)))
+        if up is None:
+            return _in_layout(dx, x, o, t)
     elif coef.numel():
         up = coef[0] * up
     dx = dx.mul_(_number(up)) if up.dim() == 0 or up.shape == dx.shape else dx * up
+    return _in_layout(dx, x, o, t)
+
+
+def _in_layout(dx, x, o, t):
+    """Ignored pixels zeroed; the gradient in the logits' dtype and layout, as the kernels and the fake promise."""
     if o.ignore_index is not None:
         dx.masked_fill_(t == o.ignore_index, 0.0)
     if dx.dtype == x.dtype and dx.stride() == x.stride():
         return dx
-    out = torch.empty_like(x)  # the logits' layout, as the kernels and the fake promise
+    out = torch.empty_like(x)
     return out.copy_(dx)
