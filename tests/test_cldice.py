@@ -134,15 +134,21 @@ def test_compile_fullgraph(backend, dynamic):
 @pytest.mark.parametrize("fn,shape,mode", [
     (cldice_loss, (2, 1, 9, 8), "binary"), (dice_cldice_loss, (2, 3, 8, 7), "multiclass"),
     (dice_cldice_loss, (1, 1, 4, 5, 6), "binary"), (cldice_loss, (1, 3, 4, 4, 5), "multiclass"),
-], ids=["2d-binary", "2d-multiclass", "3d-binary", "3d-multiclass"])
+    (cldice_loss, (1, 1, 20, 9, 9), "binary"), (dice_cldice_loss, (1, 2, 5, 18, 17), "multiclass"),
+], ids=["2d-binary", "2d-multiclass", "3d-binary", "3d-multiclass", "3d-long-axis", "3d-long-axis-mc"])
 def test_launch_budget(fn, shape, mode):
     """A training step on the CUDA code path: forward kernel + finisher + backward kernel, no host sync
-    (it was 2 + ~380 torch ops in 2D, 2 + ~490 in 3D with the PyTorch reverse pass)."""
+    (it was 2 + ~380 torch ops in 2D, 2 + ~490 in 3D with the PyTorch reverse pass); a 3D axis over
+    16 (the scatter form) adds the zero fill of the gradient buffer."""
     from bench import launches
+    from triton_segloss.cldice import kernels
 
     x = torch.randn(shape)
+    scatter = kernels._bwd_geometry(x, 3)[1]
+    assert scatter == (x.dim() == 5 and max(shape[2:]) > 16)  # gather blocks: 32 x 16 x 16, 8 x 32 x 32
     step = launches.count_step(lambda a, b: fn(a, b, mode=mode), x, _target(shape, mode), backward=True)
-    assert step.forward.launches == 2 and step.backward.launches == 1, step.forward.ops + step.backward.ops
+    assert step.forward.launches == 2 and step.backward.launches == 1 + scatter, \
+        step.forward.ops + step.backward.ops
     assert step.launches <= 4 and step.syncs == 0, step.forward.ops + step.backward.ops
 
 
@@ -201,16 +207,101 @@ def test_backward_tile_seams(monkeypatch):
                              iterations=it, upstream=upstream_not_one)
 
 
-def test_wide_halo_takes_the_pytorch_reverse_pass():
-    """3D, an axis longer than 16 and iterations=3: the backward's halo (10) needs a block over
-    MAX_BWD_BLOCK values, so the kernel path's backward is the PyTorch reverse pass (same
-    coefficients from the finisher, same tie rule), still exact."""
+def _meta(shape):
+    return torch.empty(shape, device="meta")
+
+
+def test_backward_form_choice():
+    """Gather form where its block (halo 2 (K + 2)) fits and is not twice the tiles; the scatter form
+    (halo K + 2) for 3D volumes with an axis over 16; the PyTorch reverse pass only where neither fits."""
     from triton_segloss.cldice import kernels
 
-    x = torch.randn(1, 1, 20, 9, 9, dtype=torch.float64)
-    gm = kernels._geometry(x, 2 * (3 + 2), kernels.CAPS["bwd3"])
-    assert gm["block"] > kernels.MAX_BWD_BLOCK, gm
-    compare_to_reference(cldice_loss, ref.cldice_loss, x, _target(x.shape, "binary"), upstream=upstream_not_one)
+    gm, scatter = kernels._bwd_geometry(_meta((2, 1, 256, 256)), 3)
+    assert not scatter and gm["block"] == 4096 and gm["hh"] == 10, gm
+    gm, scatter = kernels._bwd_geometry(_meta((2, 4, 64, 128, 128)), 3)  # MONAI's default iterations
+    assert scatter and gm["block"] == 4096 and gm["hd"] == gm["hh"] == gm["hw"] == 5, gm
+    gm, scatter = kernels._bwd_geometry(_meta((1, 1, 20, 9, 9)), 1)  # gather fits, at 5 tiles against 2
+    assert scatter and gm["nd"] == 2, gm
+    gm, scatter = kernels._bwd_geometry(_meta((1, 1, 12, 12, 12)), 5)  # whole block, no halo
+    assert not scatter and gm["block"] == 4096, gm
+    assert kernels._bwd_geometry(_meta((1, 1, 20, 20, 5)), 6) == (None, None)
+
+
+SCATTER_CASES = [
+    (cldice_loss, (1, 1, 13, 11), "binary", {"iterations": 1}),
+    (dice_cldice_loss, (2, 3, 13, 11), "multiclass", {"iterations": 2, "include_background": False}),
+    (cldice_loss, (2, 2, 12, 10), "multilabel", {"iterations": 2, "reduction": "none"}),
+    (cldice_loss, (1, 1, 12, 12), "binary", {"iterations": 2, "from_logits": False}),
+    (dice_cldice_loss, (1, 2, 6, 5, 7), "multilabel", {"iterations": 1}),
+    (cldice_loss, (1, 3, 12, 10, 9), "multiclass", {"iterations": 2}),
+]
+
+
+@pytest.mark.parametrize("fn,shape,mode,opts", SCATTER_CASES, ids=lambda v: str(v))
+def test_scatter_backward_matches_reference(monkeypatch, fn, shape, mode, opts):
+    """The scatter form forced, with blocks small enough for several tiles along every axis: each
+    block pixel within K + 2 of its tile gets the tile's share, summed across tiles (fp64)."""
+    from triton_segloss.cldice import kernels
+
+    monkeypatch.setattr(kernels, "BWD_FORM", "scatter")
+    monkeypatch.setitem(kernels.CAPS, "bwd2", 8)
+    monkeypatch.setitem(kernels.CAPS, "bwd3", 4)
+    x = torch.randn(shape, dtype=torch.float64) * 2
+    if opts.get("from_logits") is False:
+        x = torch.rand(shape, dtype=torch.float64)
+    gm, scatter = kernels._bwd_geometry(x, opts["iterations"])
+    assert scatter and gm["spatial_tiles"] >= (8 if x.dim() == 5 else 4), gm
+    t = _target(shape, mode)
+    if mode != "multiclass":
+        t = t.double()
+    kw = dict(mode=mode, **opts)
+    if fn is dice_cldice_loss:
+        kw["alpha"] = 0.3
+    compare_to_reference(fn, getattr(ref, fn.__name__), x, t, upstream=upstream_not_one, **kw)
+
+
+def test_scatter_gradcheck(monkeypatch):
+    from triton_segloss.cldice import kernels
+
+    monkeypatch.setattr(kernels, "BWD_FORM", "scatter")
+    monkeypatch.setitem(kernels.CAPS, "bwd3", 4)
+    x = torch.randn(1, 1, 6, 4, 5, dtype=torch.float64, requires_grad=True)
+    t = _target(x.shape, "binary").double()
+    assert torch.autograd.gradcheck(lambda a: cldice_loss(a, t, iterations=1), (x,), fast_mode=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_scatter_equals_gather(monkeypatch, dtype):
+    """Both forms on the same input, channels_last, fp32 and bf16 (the scatter form accumulates in
+    an fp32 buffer and casts once): the same loss, gradients equal up to the order of the fp32 adds
+    (bf16: one rounding of nearly equal fp32 values, so at most one bf16 ulp, 2^-8 relative)."""
+    from triton_segloss.cldice import kernels
+
+    x = (torch.randn(1, 3, 10, 9, 11) * 2).to(dtype).to(memory_format=torch.channels_last_3d)
+    lab = torch.randint(0, 3, (1, 10, 9, 11))
+    grads = {}
+    for form in ("gather", "scatter"):
+        monkeypatch.setattr(kernels, "BWD_FORM", form)
+        monkeypatch.setitem(kernels.CAPS, "bwd3", 16 if form == "gather" else 4)
+        assert kernels._bwd_geometry(x, 2)[1] == (form == "scatter")
+        grads[form] = value_and_grad(dice_cldice_loss, x, lab, mode="multiclass", iterations=2)
+    loss, grad = grads["scatter"]
+    assert grad.dtype == dtype and grad.stride() == x.stride()
+    torch.testing.assert_close(loss, grads["gather"][0], rtol=0, atol=0)
+    tol = dict(rtol=1e-5, atol=1e-7) if dtype == torch.float32 else dict(rtol=2 ** -8, atol=1e-6)
+    torch.testing.assert_close(grad.float(), grads["gather"][1].float(), **tol)
+
+
+def test_widest_halo_takes_the_pytorch_reverse_pass():
+    """3D, two axes over 16 and iterations=6: even the scatter form's block (halo 8 -> 32 x 32 x 8)
+    is over MAX_BWD_BLOCK, so the backward is the PyTorch reverse pass (same coefficients, same tie
+    rule), still exact."""
+    from triton_segloss.cldice import kernels
+
+    x = torch.randn(1, 1, 20, 20, 5, dtype=torch.float64)
+    assert kernels._bwd_geometry(x, 6) == (None, None)
+    compare_to_reference(cldice_loss, ref.cldice_loss, x, _target(x.shape, "binary").double(), iterations=6,
+                         upstream=upstream_not_one)
 
 
 # ---- bad input -------------------------------------------------------------

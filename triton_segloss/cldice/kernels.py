@@ -2,7 +2,8 @@
 
 A training step is three launches: ``_skel_fwd_kernel`` (tile partial sums),
 ``_cldice_finish_kernel`` (the loss and the gradient coefficients, one program) and
-``_skel_bwd_kernel`` (dLoss/dlogits, recomputing the skeletons tile by tile).
+``_skel_bwd_kernel`` (dLoss/dlogits, recomputing the skeletons tile by tile), plus the zero fill of
+the gradient buffer where the backward takes its scatter form (3D volumes with an axis over 16).
 
 Tiles and halos. The kernels are persistent: P programs walk the tiles in a fixed order. A
 tile is a box of output pixels; the program works on its (BD, BH, BW) power-of-two block, the
@@ -17,31 +18,45 @@ Forward halo: erode and dilate each read one neighbour per axis, so with K = ite
 skeleton S (levels E_0 .. E_{K+1}, the last opening dilate(E_{K+1})) reads Z within K + 2 of a
 pixel: halo h_f = K + 2 makes the tile exact.
 
-Backward halo, h_b = 2 (K + 2). dLoss/dP(q) = sum_p G(p) dS(p)/dP(q): S(p) depends on P only
-within K + 2 of p, so only p within K + 2 of q contribute, and each such S(p), its argmin /
-argmax choices and relu switches included, is computed exactly by the block if p is K + 2
-inside the block: q must be 2 (K + 2) inside. That bound is reached: the dilation of the
-last opening at p chooses among E_{K+1}(p - 1 .. p + 1), which reads P out to p - K - 2, while
-the gradient of that choice reaches q = p + K + 2. Block pixels nearer the edge are computed
-wrongly but finitely (out-of-block neighbours read as the pool's padding), and no chain of
-K + 2 hops joins them to the tile: the tile's gradient is exact. The upstream G is zero
-outside the image, so nothing is routed from there.
+Backward, gather form: halo h_b = 2 (K + 2). dLoss/dP(q) = sum_p G(p) dS(p)/dP(q): S(p) depends
+on P only within K + 2 of p, so only p within K + 2 of q contribute, and each such S(p), its argmin /
+argmax choices and relu switches included, is computed exactly by the block if p is K + 2 inside
+the block: q must be 2 (K + 2) inside. That bound is reached: the dilation of the last opening at p
+chooses among E_{K+1}(p - 1 .. p + 1), which reads P out to p - K - 2, while the gradient of that
+choice reaches q = p + K + 2. Block pixels nearer the edge are computed wrongly but finitely
+(out-of-block neighbours read as the pool's padding), and no chain of K + 2 hops joins them to the
+tile: the tile's gradient is exact. The upstream G is zero outside the image, so nothing is routed
+from there.
+
+Backward, scatter form: halo K + 2, as the forward. The upstream G is seeded on the tile's pixels
+only, so the reverse pass routes exactly sum_{p in tile} G(p) dS(p)/dP(q) to every q: each such
+S(p) is exact (p is K + 2 inside the block), the gradient flows only along the dependency paths of
+those S(p), which stay within K + 2 of the tile (inside the block) and through values and choices
+the forward computes exactly. The tiles partition the image, so adding every block's share (an
+atomic add per nonzero block pixel into a zeroed buffer in the accumulation dtype, then one cast
+for half inputs) gives dLoss/dP; dx is linear in dP at fixed probabilities (sigmoid:
+dP p (1 - p); softmax: p (dP - sum_c p_c dP_c)), so the shares are added as dx. The halo is half
+the gather form's: 3D volumes at K = 3 fit 16^3 blocks (6^3 tiles) instead of 32^3. The price: a
+zero fill (one launch), atomics on the (R_b - 1) overlapping halo pixels, and an order of those
+float adds that varies between runs on a GPU (the halo pixels' gradients may differ in the last
+bits). The launcher takes the gather form where its block fits and needs less than twice the
+scatter form's tiles (2D at the default K: 64^2 blocks with 44^2 tiles), else the scatter form.
 
 Bytes per pixel (fp32 logits, fp32 mask, K = 3): the forward reads 8 x R_f bytes per pixel,
 R_f = block / tile = (32 / 22)^2 = 2.1 in 2D, (16 / 6)^3 = 19 in 3D (L2 catches most of the
-overlap); the 2D backward reads 8 x R_b and writes 4, R_b = (64 / 44)^2 = 2.1. The per-iteration
+overlap); the 2D backward reads 8 x R_b and writes 4, R_b = (64 / 44)^2 = 2.1; the 3D backward
+(scatter form) reads 8 x R_b and adds R_b - 1 halo shares to a pixel (at most; only nonzero shares
+are added) on top of the fill and the final write, R_b = 19 as the forward. The per-iteration
 path (MONAI's, our ``torch_impl``) writes and reads each pool's output at full size: ~ (K + 1) x
 ~8 tensors x 12 bytes ~ 400 bytes per pixel forward, about as much again backward plus the
 autograd graph's ~ 30 saved tensors. Scratch per backward program: (2 K + 5, + C with softmax)
 blocks of values, 11 x 4096 x 4 bytes = 180 kB at K = 3, L2-sized.
 
-Limit: a backward block holds at most 4096 values (``MAX_BWD_BLOCK``). In 3D that is 16^3, so
-an axis longer than 16 can be tiled only for K <= 1 (h_b = 6, 4-pixel tiles); 3D volumes with
-such an axis and K >= 2 (unless the other axes are short enough for the block to stay within
-4096 values) and 2D inputs with K > 13 and an axis over 64 take the PyTorch reverse pass, over
-the launch budget. (32^3 blocks would be exact as well, but a 32768-wide program did not finish ptxas in
-5 minutes; the way out is a backward that keeps the block in scratch and walks it plane by
-plane instead of holding it in registers.)
+Limit: a backward block holds at most 4096 values (``MAX_BWD_BLOCK``: 64^2, 16^3). In 3D the
+scatter form's halo K + 2 fits a 16-wide axis up to K = 5; 3D volumes with an axis over 16 at
+K >= 6 (unless the other axes are short enough for the block to stay within 4096 values), and 2D
+inputs with an axis over 64 at K >= 30, take the PyTorch reverse pass, over the launch budget.
+(32^3 blocks would be exact as well, but a 32768-wide program did not finish ptxas in 5 minutes.)
 
 Tie rule (the gradient where a pool's inputs are equal), as MONAI's autograd graph and
 ``torch_impl``: erosion = min of the per-axis min pools (D, H, W order); within an axis the
@@ -164,6 +179,13 @@ def _route_back(val_ptr, code_ptr, g, code, l, nb, BH: tl.constexpr, BW: tl.cons
     tl.store(val_ptr + l, g)
     tl.store(code_ptr + l, code)
     tl.debug_barrier()
+    return _gather(val_ptr, code_ptr, g, code, l, nb, BH, BW, AXIS)
+
+
+@triton.jit
+def _gather(val_ptr, code_ptr, g, code, l, nb, BH: tl.constexpr, BW: tl.constexpr, AXIS: tl.constexpr):
+    """``_route_back`` with ``g`` and ``code`` already in their scratch slots (``g``, ``code``: the
+    values at ``l``)."""
     out = tl.where(code == 0.0, g, 0.0)
     c_up = _shift(code_ptr, l, nb, BH, BW, AXIS, 1, 0.0)
     g_up = _shift(val_ptr, l, nb, BH, BW, AXIS, 1, 0.0)
@@ -424,6 +446,15 @@ def _cldice_finish_kernel(
 
 
 @triton.jit
+def _put_dx(ptr, dx, inimg, centre, SCATTER: tl.constexpr):
+    """The backward's output: the tile's dx (gather form), or the block's nonzero shares added in."""
+    if SCATTER:
+        tl.atomic_add(ptr, dx.to(ptr.dtype.element_ty), mask=inimg & (dx != 0.0), sem="relaxed")
+    else:
+        tl.store(ptr, dx.to(ptr.dtype.element_ty), mask=centre)
+
+
+@triton.jit
 def _skel_bwd_kernel(
     x_ptr,  # logits (or probabilities), (N, C, D, H, W) strided
     t_ptr,  # target: (N, C, D, H, W) mask, or (N, D, H, W) integer labels if MULTICLASS, strided
@@ -442,6 +473,7 @@ def _skel_bwd_kernel(
     HALO_D, HALO_H, HALO_W,  # halo per axis: 2 (iterations + 2), 0 where the block holds the whole axis
     MULTICLASS: tl.constexpr, SOFTMAX: tl.constexpr, SIGMOID: tl.constexpr,
     ACC: tl.constexpr, BD: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
+    SCATTER: tl.constexpr,  # halo iterations + 2, dx (zeroed, ACC) accumulated over the block (module doc)
 ):
     """dLoss/dx for every channel of a spatial tile (all C channels per program: softmax couples them).
 
@@ -461,6 +493,10 @@ def _skel_bwd_kernel(
     (dilate^T, erode^T route to the pools' chosen inputs, the tie rule of the module docstring).
     Unused channels get dP = 0. Then dx = dP p (1 - p) (SIGMOID), p (dP - sum_c p_c dP_c)
     (SOFTMAX, dP of every channel kept in scratch), or dP.
+
+    Gather form (SCATTER false): the tile's dx is complete and stored. Scatter form: the upstream
+    terms are seeded on the tile only, so the block's dP is the tile's outputs' share of every block
+    pixel's gradient; dx is linear in dP (p fixed), so each block pixel's share is added into dx.
     """
     BLOCK: tl.constexpr = BD * BH * BW
     pid = tl.program_id(0)
@@ -516,8 +552,12 @@ def _skel_bwd_kernel(
                 b1 = tl.load(cb + 3).to(ACC) * u_n
                 b0 = tl.load(cb + 4).to(ACC) * u_n
                 st = _skel(xv, t, iterations, l, nb, BD, BH, BW, ACC)
-                rest = k2 * st + b1 * t + b0  # the terms outside P's skeleton
-                g_s = tl.where(inimg, k1 * t + k0, 0.0)  # dL/dS_P
+                if SCATTER:
+                    seed = centre
+                else:
+                    seed = inimg
+                rest = tl.where(seed, k2 * st + b1 * t + b0, 0.0)  # the terms outside P's skeleton
+                g_s = tl.where(seed, k1 * t + k0, 0.0)  # dL/dS_P
                 # forward of P's skeleton, keeping the levels and S before each level
                 _put(lev, l, p)
                 e = p
@@ -560,8 +600,7 @@ def _skel_bwd_kernel(
                     dx = gp * p * (1.0 - p)
                 else:
                     dx = gp
-                tl.store(dx_ptr + n * stride_dn + c * stride_dc + dpix, dx.to(dx_ptr.dtype.element_ty),
-                         mask=centre)
+                _put_dx(dx_ptr + n * stride_dn + c * stride_dc + dpix, dx, inimg, centre, SCATTER)
         if SOFTMAX:
             tl.debug_barrier()
             for c32 in range(0, C):
@@ -570,8 +609,7 @@ def _skel_bwd_kernel(
                 p = tl.exp(x - mx) / z
                 gp = tl.load(gpc + c * BLOCK + l)
                 dx = p * (gp - dot)
-                tl.store(dx_ptr + n * stride_dn + c * stride_dc + dpix, dx.to(dx_ptr.dtype.element_ty),
-                         mask=centre)
+                _put_dx(dx_ptr + n * stride_dn + c * stride_dc + dpix, dx, inimg, centre, SCATTER)
             tl.debug_barrier()
 
 
@@ -581,10 +619,11 @@ _SM = {}
 # Block extent caps per axis: forward / backward, 2D / 3D (module values so a test can force small
 # blocks and so many tiles, seams and halos on small inputs).
 CAPS = {"fwd2": 32, "fwd3": 16, "bwd2": 64, "bwd3": 16}
-# The backward's block holds at most this many values (64 x 64, 16^3): a larger one (2D with iterations > 13;
-# 3D with an axis longer than 16 and iterations >= 2) takes the PyTorch reverse pass instead, over the launch
-# budget. 32^3 blocks are exact too but make a 32768-wide program: ptxas ran > 5 min on one variant.
+# The backward's block holds at most this many values (64 x 64, 16^3): where neither form's block fits
+# (module docstring, "Limit") the backward is the PyTorch reverse pass, over the launch budget. 32^3 blocks
+# are exact too but make a 32768-wide program: ptxas ran > 5 min on one variant.
 MAX_BWD_BLOCK = 4096
+BWD_FORM = "auto"  # "gather" / "scatter": force a backward form where its block fits (tests)
 SCRATCH_BYTES = 64 << 20  # the backward's scratch, all programs together, at most about this
 
 
@@ -667,13 +706,29 @@ def forward(x, t, o):
     return loss, coef
 
 
+def _bwd_geometry(x, iterations):
+    """(geometry, scatter) of the backward: the gather form (halo 2 (K + 2)) where its block fits in a
+    program and it needs less than twice the scatter form's tiles, else the scatter form (halo K + 2);
+    None where neither block fits (``MAX_BWD_BLOCK``)."""
+    cap = CAPS["bwd3" if x.dim() == 5 else "bwd2"]
+    gather = _geometry(x, 2 * (iterations + 2), cap)
+    scatter = _geometry(x, iterations + 2, cap)
+    fits = gather["block"] <= MAX_BWD_BLOCK
+    if fits and BWD_FORM != "scatter" and (BWD_FORM == "gather" or
+                                           gather["spatial_tiles"] < 2 * scatter["spatial_tiles"]):
+        return gather, False
+    if scatter["block"] <= MAX_BWD_BLOCK:
+        return scatter, True
+    return None, None
+
+
 def backward(g, coef, x, t, o):
     """dLoss/dlogits with the logits' dtype and layout; ``g``: 0-d, or (N,) for "none"."""
     three = x.dim() == 5
-    gm = _geometry(x, 2 * (o.iterations + 2), CAPS["bwd3" if three else "bwd2"])
-    block = gm["block"]
-    if block > MAX_BWD_BLOCK:
+    gm, scatter = _bwd_geometry(x, o.iterations)
+    if gm is None:
         return torch_impl.backward(g, coef, x, t, o)  # a halo this wide needs blocks too large for a program
+    block = gm["block"]
     acc = acc_dtype(x.dtype)
     c0 = first_channel(o, gm["C"])
     mc = o.mode == "multiclass"
@@ -683,7 +738,8 @@ def backward(g, coef, x, t, o):
     per_program = n_slots * block * acc.itemsize
     programs = max(1, min(tiles, 4 * _sm_count(x.device), SCRATCH_BYTES // per_program))
     scratch = torch.empty((programs, n_slots, block), device=x.device, dtype=acc)
-    dx = torch.empty_like(x)
+    # the scatter form adds the blocks' shares into a zeroed ACC buffer (x's layout), cast after
+    dx = torch.zeros_like(x, dtype=acc) if scatter else torch.empty_like(x)
     sx = _strides5(x, three, False)
     st = _strides5(t, three, mc)
     sd = _strides5(dx, three, False)
@@ -698,8 +754,8 @@ def backward(g, coef, x, t, o):
             **dict(zip(("stride_dn", "stride_dc", "stride_dd", "stride_dh", "stride_dw"), sd)),
             stride_gn=stride_gn, n_slots=n_slots, HALO_D=gm["hd"], HALO_H=gm["hh"], HALO_W=gm["hw"],
             MULTICLASS=mc, SOFTMAX=softmax, SIGMOID=o.from_logits and not mc, ACC=tl_acc(x.dtype),
-            BD=gm["BD"], BH=gm["BH"], BW=gm["BW"], num_warps=_warps(block))
-    return dx
+            BD=gm["BD"], BH=gm["BH"], BW=gm["BW"], SCATTER=scatter, num_warps=_warps(block))
+    return dx.to(x.dtype) if dx.dtype != x.dtype else dx
 
 
 def _aot_variants():
@@ -718,13 +774,16 @@ def _aot_variants():
     # the backward (~20 s per variant and target on one core at 4096 values): each dtype family once,
     # softmax and sigmoid, 2D and 3D; fp64 (gradcheck-sized inputs) at a 32 x 32 block, as a 4096-value
     # fp64 block costs ~60 s more per target
-    for dt, mc, three, hw in (("fp32", True, False, 64), ("bf16", False, True, 16), ("fp64", True, False, 32)):
+    # the scatter form (atomic adds into an ACC buffer): fp32 softmax at 16^3, fp64 at 8^3
+    for dt, mc, three, hw, scatter in (("fp32", True, False, 64, False), ("bf16", False, True, 16, False),
+                                       ("fp64", True, False, 32, False), ("fp32", True, True, 16, True),
+                                       ("fp64", False, True, 8, True)):
         accty = "*fp64" if dt == "fp64" else "*fp32"
         specs.append(aot_spec(_skel_bwd_kernel, dict(MULTICLASS=mc, SOFTMAX=mc, SIGMOID=not mc,
                                                      ACC=tl.float64 if dt == "fp64" else tl.float32,
-                                                     BD=16 if three else 1, BH=hw, BW=hw),
+                                                     BD=hw if three else 1, BH=hw, BW=hw, SCATTER=scatter),
                               x_ptr=f"*{dt}", t_ptr="*i64" if mc else "*fp32", g_ptr=accty, coef_ptr=accty,
-                              scr_ptr=accty, dx_ptr=f"*{dt}"))
+                              scr_ptr=accty, dx_ptr=accty if scatter else f"*{dt}"))
     return specs
 
 
