@@ -19,10 +19,10 @@ from triton_segloss._core.validate import acc_dtype
 from .ops import first_channel
 
 
-def _pool(x, k, pad):
+def _pool(x, k, pad, indices=True):
     if x.dim() == 4:
-        return F.max_pool2d(x, k, 1, pad, return_indices=True)
-    return F.max_pool3d(x, k, 1, pad, return_indices=True)
+        return F.max_pool2d(x, k, 1, pad, return_indices=indices)
+    return F.max_pool3d(x, k, 1, pad, return_indices=indices)
 
 
 def _pool_back(g, x, k, pad, idx):
@@ -49,6 +49,13 @@ def _half(a, b):
 
 def _erode(x, tape):
     nd = x.dim() - 2
+    if tape is None:  # values only: the min of the axis minima is the cross min, whatever the ties
+        neg = -x
+        best = None
+        for k, p in _axes(nd):
+            v = _pool(neg, k, p, indices=False)
+            best = v if best is None else torch.maximum(best, v, out=best)
+        return best.neg_()
     mins, saved = [], []
     for k, p in _axes(nd):
         v, idx = _pool(-x, k, p)
@@ -71,10 +78,20 @@ def _erode(x, tape):
 
 def _dilate(x, tape):
     nd = x.dim() - 2
-    k, p = (3,) * nd, (1,) * nd
-    v, idx = _pool(x, k, p)
-    if tape is not None:
-        tape.append(("dilate", x, k, p, idx))
+    if tape is None:  # values only: the square max as separable axis maxima (exact)
+        v = x
+        for k, p in _axes(nd):
+            v = _pool(v, k, p, indices=False)
+        return v
+    # 3D: separable W, H, D passes, each keeping its first maximum: the composite choice is the raster-first
+    # one of the cube pool (kernels.py's tie rule), at 3 (not 27) reads per pass (on a 2-core CPU 8% faster
+    # per clDice step in 3D; in 2D the one 3 x 3 pool is faster)
+    passes, v = [], x
+    for k, p in reversed(_axes(nd)) if nd == 3 else [((3, 3), (1, 1))]:
+        out, idx = _pool(v, k, p)
+        passes.append((v, k, p, idx))
+        v = out
+    tape.append(("dilate", passes, v))
     return v
 
 
@@ -98,30 +115,32 @@ def _skel_backward(g, img0, iterations):
     tape = []
     _, levels = _soft_skel(img0, iterations, tape)
     # tape per level: erode(img_k) then dilate(e_{k+1}); level k uses entries 2k, 2k+1
-    grad_img = [torch.zeros_like(img0) for _ in range(iterations + 2)]  # d/d img_k (img_{K+1} = last e1)
+    grad_img = [None] * (iterations + 2)  # d/d img_k (img_{K+1} = last e1); None: nothing yet
     gs = g
     for k in range(iterations, -1, -1):
         img, e1, delta, prev = levels[k]
-        o = tape[2 * k + 1][4]
-        dil = _pool(e1, tape[2 * k + 1][2], tape[2 * k + 1][3])[0]
+        _, passes, dil = tape[2 * k + 1]
         if k == 0:
             gd = gs
         else:
-            u = delta - prev * delta
-            on = u > 0
+            on = (delta - prev * delta) > 0
             gd = torch.where(on, gs * (1 - prev), 0.0)
-            gs = gs + torch.where(on, -gs * delta, 0.0)
-        d_on = (img - dil) > 0
-        gdel = torch.where(d_on, gd, 0.0)
-        grad_img[k] = grad_img[k] + gdel
-        grad_img[k + 1] = grad_img[k + 1] + _pool_back(-gdel, e1, tape[2 * k + 1][2], tape[2 * k + 1][3], o)
-        del o
+            gs = gs - torch.where(on, gs * delta, 0.0)
+        gdel = torch.where(img > dil, gd, 0.0)
+        grad_img[k] = gdel if grad_img[k] is None else grad_img[k].add_(gdel)
+        back = -gdel
+        for src, kk, p, idx in reversed(passes):
+            back = _pool_back(back, src, kk, p, idx)
+        grad_img[k + 1] = back if grad_img[k + 1] is None else grad_img[k + 1].add_(back)
+        tape[2 * k + 1] = None  # the indices and values are not needed again
     # erosions: img_{k+1} = erode(img_k), walked backwards
     for k in range(iterations, -1, -1):
         _, x, saved, weights = tape[2 * k]
         gk1 = grad_img[k + 1]
+        neg = -x
         for (kk, p, idx), w in zip(saved, weights):
-            grad_img[k] = grad_img[k] + _pool_back(w * gk1, -x, kk, p, idx)
+            grad_img[k].add_(_pool_back(w * gk1, neg, kk, p, idx))
+        tape[2 * k] = None
     return grad_img[0]
 
 
