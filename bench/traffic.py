@@ -6,9 +6,13 @@ Two counters, used together:
   interpreter: it wraps the interpreter builder's masked load / store (plain
   loads and stores go through them) and atomics, and adds, per call, the
   number of active lanes (mask true) times the element size. A lane that
-  reads a scalar (``tl.load(coef_ptr)``) counts once per program.
+  reads a scalar (``tl.load(coef_ptr)``) counts once per program. Lanes that
+  land in a kernel's per-program scratch (a parameter named ``scr*``) are
+  tallied apart as "scratch" (``StepTraffic.scratch_bytes``; still in the total).
 * :class:`AtenTraffic` is a ``TorchDispatchMode`` that counts, for every aten
-  op, the bytes of its tensor inputs (read) and outputs (written). Views and
+  op, the bytes of its tensor inputs (read) and outputs (written), except
+  ``sort``: it is charged what CUDA's sort moves (``bench.lovasz_sort``'s model:
+  radix passes over keys and int64 indices), several times its I/O. Views and
   other metadata ops count nothing; allocations (``empty*``) count nothing;
   ``copy_`` reads its source and writes its destination. A tensor's bytes are
   those of its distinct elements (a stride-0 broadcast counts once). Custom
@@ -28,6 +32,7 @@ imported (``python -m bench --traffic`` sets it).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -97,6 +102,7 @@ class KernelTraffic:
     _saved: dict = {}  # the interpreter's own methods while ours are installed
     in_kernel = 0  # > 0 while the interpreter runs a kernel grid
     kernel_name = ""  # the kernel running now (for the per-kernel breakdown)
+    scratch_ranges: list = []  # (start, end) host addresses of the running kernel's scratch buffers
 
     def __init__(self):
         self.tally = _Tally()
@@ -137,12 +143,30 @@ def _install() -> None:
     masked_load, masked_store = b.create_masked_load, b.create_masked_store
     atomic_rmw, atomic_cas = b.create_atomic_rmw, b.create_atomic_cas
 
+    def _split(ptrs, mask):
+        """(bytes outside, bytes inside) the running kernel's scratch buffers, active lanes only."""
+        n = _lanes(mask)
+        if not KernelTraffic.scratch_ranges or n == 0:
+            return n * _elem_size(ptrs), 0
+        addr = np.broadcast_to(np.asarray(ptrs.data), np.shape(mask.data))[np.asarray(mask.data, dtype=bool)]
+        inside = np.zeros(addr.shape, dtype=bool)
+        for lo, hi in KernelTraffic.scratch_ranges:
+            inside |= (addr >= lo) & (addr < hi)
+        k = int(np.count_nonzero(inside))
+        return (n - k) * _elem_size(ptrs), k * _elem_size(ptrs)
+
     def create_masked_load(ptrs, mask, other, cache_policy, is_volatile):
-        KernelTraffic._add("tl.load", _lanes(mask) * _elem_size(ptrs), 0)
+        out, scr = _split(ptrs, mask)
+        KernelTraffic._add("tl.load", out, 0)
+        if scr:
+            KernelTraffic._add("scratch tl.load", scr, 0)
         return masked_load(ptrs, mask, other, cache_policy, is_volatile)
 
     def create_masked_store(ptrs, value, mask, cache_policy):
-        KernelTraffic._add("tl.store", 0, _lanes(mask) * _elem_size(ptrs))
+        out, scr = _split(ptrs, mask)
+        KernelTraffic._add("tl.store", 0, out)
+        if scr:
+            KernelTraffic._add("scratch tl.store", 0, scr)
         return masked_store(ptrs, value, mask, cache_policy)
 
     def create_atomic_rmw(rmwOp, ptr, val, mask, sem, scope):
@@ -164,6 +188,18 @@ def _install() -> None:
     b.create_atomic_cas = create_atomic_cas
 
     grid_call = KernelTraffic._saved["grid_call"] = _interp.GridExecutor.__call__
+    init_args = KernelTraffic._saved["init_args"] = _interp.GridExecutor._init_args_hst
+
+    def _init_args_hst(self, args_dev, kwargs):
+        args_hst, kwargs_hst = init_args(self, args_dev, kwargs)
+        # a kernel's per-program scratch (parameters named scr*): where its lanes land, on the host copies
+        bound = inspect.signature(self.fn).bind_partial(*args_hst, **kwargs_hst).arguments
+        KernelTraffic.scratch_ranges = [
+            (t.data_ptr(), t.data_ptr() + t.untyped_storage().nbytes())
+            for name, t in bound.items() if name.startswith("scr") and isinstance(t, torch.Tensor)]
+        return args_hst, kwargs_hst
+
+    _interp.GridExecutor._init_args_hst = _init_args_hst
 
     def __call__(self, *args, **kwargs):
         KernelTraffic.in_kernel += 1
@@ -172,6 +208,7 @@ def _install() -> None:
             return grid_call(self, *args, **kwargs)
         finally:
             KernelTraffic.in_kernel -= 1
+            KernelTraffic.scratch_ranges = []
 
     _interp.GridExecutor.__call__ = __call__
 
@@ -181,6 +218,7 @@ def _uninstall() -> None:
     for name in ("create_masked_load", "create_masked_store", "create_atomic_rmw", "create_atomic_cas"):
         b.__dict__.pop(name, None)
     _interp.GridExecutor.__call__ = KernelTraffic._saved.pop("grid_call")
+    _interp.GridExecutor._init_args_hst = KernelTraffic._saved.pop("init_args")
 
 
 def _interp_active() -> bool:
@@ -209,6 +247,7 @@ class AtenTraffic(TorchDispatchMode):
     def __init__(self):
         super().__init__()
         self.tally = _Tally()
+        self.sort_io = 0  # the sorts' own inputs + outputs (what the count charged before the model)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -229,8 +268,34 @@ class AtenTraffic(TorchDispatchMode):
         reads = sum(tensor_bytes(t) for k, v in (*enumerate(args), *kwargs.items()) if k != "out"
                     for t in _tensors(v))
         writes = sum(tensor_bytes(t) for t in _tensors(out))
+        if name == "sort" and SORT_MODEL:
+            self.sort_io += reads + writes
+            self.tally.add(*_sort_model(func, args, kwargs))
+            return out
         self.tally.add(str(func), reads, writes)
         return out
+
+
+SORT_MODEL = True  # charge torch.sort what CUDA's sort moves (bench/lovasz_sort.py), not its I/O
+
+
+def _sort_model(func, args, kwargs):
+    """(name, read, written) of a sort as CUDA runs it: ``bench.lovasz_sort.sort_bytes_per_elem``'s
+    model of torch's CUDA sort (several radix passes over keys and int64 indices, and for 2..127
+    segments a second sort on the segment ids), split half read, half written."""
+    from bench.lovasz_sort import sort_bytes_per_elem
+
+    keys = args[0]
+    dim = kwargs.get("dim", -1)
+    for a in args[1:]:
+        if isinstance(a, int) and not isinstance(a, bool):
+            dim = a
+            break
+    n = keys.shape[dim] if keys.dim() else 1
+    nseg = keys.numel() // max(n, 1)
+    path, per = sort_bytes_per_elem(nseg, n, keys.element_size())
+    moved = int(round(per * keys.numel()))
+    return f"{func} (CUDA model: {path})", moved - moved // 2, moved // 2
 
 
 # ---------------------------------------------------------------------------
@@ -258,10 +323,17 @@ class StepTraffic:
     aten_bytes: int
     aten_by_op: Counter
     kernel_by_op: Counter
+    sort_io: int = 0  # torch.sort's tensor inputs + outputs (the sort itself is charged by the CUDA model)
 
     @property
     def total(self) -> int:
         return self.kernel_bytes + self.aten_bytes
+
+    @property
+    def scratch_bytes(self) -> int:
+        """Of ``kernel_bytes``: loads and stores of kernels' per-program scratch (parameters named
+        ``scr*``, e.g. clDice's neighbour exchange), which a GPU serves from L1/L2."""
+        return sum(b for op, b in self.kernel_by_op.items() if " scratch " in op)
 
 
 def count_step(fn, logits: torch.Tensor, target: torch.Tensor, backward: bool = True) -> StepTraffic:
@@ -271,4 +343,4 @@ def count_step(fn, logits: torch.Tensor, target: torch.Tensor, backward: bool = 
         loss = fn(x, target)
         if backward:
             torch.autograd.grad(loss, x)
-    return StepTraffic(kt.tally.total, at.tally.total, at.tally.by_op, kt.tally.by_op)
+    return StepTraffic(kt.tally.total, at.tally.total, at.tally.by_op, kt.tally.by_op, at.sort_io)

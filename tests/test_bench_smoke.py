@@ -134,6 +134,19 @@ def test_aten_traffic_counts_reads_and_writes():
     assert at.tally.written == 4000 + 4 + 4000 + 4000
 
 
+def test_sorts_are_charged_by_the_cuda_model():
+    """A sort moves far more than its I/O on CUDA: the counter charges bench.lovasz_sort's model
+    (per sorted fp32 element: small in-place sort 8 + 2 x 4 + 2 (4 + 8) = 40 B; one segment over
+    4096 elements, 4 onesweep passes: 8 + 4 + 4 x 2 (4 + 8) = 108 B) and keeps the I/O aside."""
+    small, big = torch.randn(3, 100), torch.randn(1, 5000)
+    with traffic.AtenTraffic() as at:
+        torch.sort(small, dim=1, descending=True, stable=True)
+    assert at.tally.total == 40 * 300 and at.sort_io == 300 * (4 + 4 + 8)
+    with traffic.AtenTraffic() as at:
+        torch.sort(big, -1)
+    assert at.tally.total == 108 * 5000 and at.sort_io == 5000 * 16
+
+
 def test_custom_ops_are_entered_not_counted_as_black_boxes():
     x = torch.randn(2, 1, 8, 8)
     t = (torch.rand(2, 1, 8, 8) < 0.5).float()
