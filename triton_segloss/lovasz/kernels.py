@@ -28,7 +28,9 @@ z = x; softmax e = |f - p|, z = p), over the key buffer, which the sort has free
 
 One training step, on the device only (no host sync):
 
-    forward   1 errors kernel: the keys, per-program foreground counts; zeroes the ticket
+    forward   1 errors kernel: the keys, a foreground flag byte per key (so the later passes
+                gather one byte through the permutation, not the target), per-program
+                foreground counts; zeroes the ticket
               - torch.sort (the sort allowance)
               2 count kernel (only when a segment is walked in several chunks): the
                 foreground count of each chunk, the carries of the scan
@@ -66,6 +68,7 @@ def _lovasz_hinge_err_kernel(
     x_ptr,  # logits, (N, 1, S) strided
     t_ptr,  # {0, 1} target (or ignore_index), (N, 1, S) strided, its own dtype
     key_ptr,  # errors out, contiguous (N, S) in ACC; -inf on ignored pixels
+    fg_ptr,  # foreground flags out, uint8, indexed as the keys (the count and walk read them, not the target)
     cnt_ptr,  # foreground count per program out, (programs,) int32
     ticket_ptr,  # the walk's int32 ticket counter, zeroed here
     S,
@@ -89,6 +92,7 @@ def _lovasz_hinge_err_kernel(
     e = tl.where(fg, scalar(mp_hi, mp_lo, ACC) - x, scalar(mn_hi, mn_lo, ACC) + x)
     e = tl.where(valid, e, float("-inf"))
     tl.store(key_ptr + n * S + s, e, mask=mask)
+    tl.store(fg_ptr + n * S + s, fg.to(tl.uint8), mask=mask)
     pid = tl.program_id(0).to(tl.int64)
     tl.store(cnt_ptr + pid, tl.sum(fg.to(tl.int32), axis=0))
     if pid == 0:
@@ -101,6 +105,7 @@ def _lovasz_softmax_err_kernel(
     t_ptr,  # integer labels, (N, S) strided
     tab_ptr,  # int32 class table (see _class_table); read only if not ALL_CLASSES
     key_ptr,  # errors out, ACC: column k of image n at n * stride_kn + k * stride_kk + s
+    fg_ptr,  # foreground flags out, uint8, indexed as the keys
     cnt_ptr,  # foreground count per (program, column) out, (programs, K) int32
     ticket_ptr,  # the walk's int32 ticket counter, zeroed here
     C, K, S,
@@ -111,10 +116,11 @@ def _lovasz_softmax_err_kernel(
     ignore_index,  # label of ignored pixels (if HAS_IGNORE)
     HAS_IGNORE: tl.constexpr, ALL_CLASSES: tl.constexpr, FROM_LOGITS: tl.constexpr,
     ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
+    ONE_CHUNK: tl.constexpr,  # every class a column (ALL_CLASSES) and C <= BLOCK_C: the logits read once
 ):
     """p = softmax(x) over C (online max and sum in a first sweep over C; p = x if not
     FROM_LOGITS), then for column k of class c = cls[k]: e = |[label == c] - p_c|,
-    -inf on ignored pixels."""
+    -inf on ignored pixels. ONE_CHUNK: the same values from one load of the pixel's logits."""
     _, n, _, s = row_tile(tl.program_id(0), n_blocks_s, 1, BLOCK_S)
     smask = s < S
     lab = tl.load(t_ptr + n * stride_tn + s * stride_ts, mask=smask, other=0).to(tl.int64)
@@ -122,57 +128,60 @@ def _lovasz_softmax_err_kernel(
     if HAS_IGNORE:
         valid = valid & (lab != ignore_index)
     x_row = x_ptr + n * stride_xn + s[None, :] * stride_xs
-    if FROM_LOGITS:
-        m = tl.full([BLOCK_S], float("-inf"), ACC)
-        z = tl.zeros([BLOCK_S], ACC)
-        for c0 in range(0, C, BLOCK_C):
-            c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
-            cm = c < C
-            xt = tl.load(x_row + c[:, None] * stride_xc, mask=cm[:, None] & smask[None, :], other=0.0).to(ACC)
-            xt = tl.where(cm[:, None], xt, float("-inf"))
-            m_new = tl.maximum(m, tl.max(xt, axis=0))
-            z = z * tl.exp(m - m_new) + tl.sum(tl.exp(xt - m_new[None, :]), axis=0)
-            m = m_new
-        inv_z = 1.0 / z
     pid = tl.program_id(0).to(tl.int64)
-    for k0 in range(0, K, BLOCK_C):
-        k = k0 + tl.arange(0, BLOCK_C).to(tl.int64)
+    if ONE_CHUNK:
+        k = tl.arange(0, BLOCK_C).to(tl.int64)
         km = k < K
-        if ALL_CLASSES:
-            cls = k
-        else:
-            cls = tl.load(tab_ptr + k, mask=km, other=0).to(tl.int64)
         tmask = km[:, None] & smask[None, :]
-        p = tl.load(x_row + cls[:, None] * stride_xc, mask=tmask, other=0.0).to(ACC)
+        p = tl.load(x_row + k[:, None] * stride_xc, mask=tmask, other=0.0).to(ACC)
         if FROM_LOGITS:
-            p = tl.exp(p - m[None, :]) * inv_z[None, :]
-        fg = (lab[None, :] == cls[:, None]) & valid[None, :]
-        e = tl.abs(fg.to(ACC) - p)
-        e = tl.where(valid[None, :], e, float("-inf"))
-        tl.store(key_ptr + n * stride_kn + k[:, None] * stride_kk + s[None, :], e, mask=tmask)
-        tl.store(cnt_ptr + pid * K + k, tl.sum(fg.to(tl.int32), axis=1), mask=km)
+            m = tl.max(tl.where(km[:, None], p, float("-inf")), axis=0)
+            ex = tl.where(km[:, None], tl.exp(p - m[None, :]), 0.0)
+            p = ex * (1.0 / tl.sum(ex, axis=0))[None, :]
+        _softmax_errors(p, lab, valid, k, k, km, tmask, pid, key_ptr, fg_ptr, cnt_ptr, n, s, K, stride_kn,
+                        stride_kk, ACC)
+    else:
+        if FROM_LOGITS:
+            m = tl.full([BLOCK_S], float("-inf"), ACC)
+            z = tl.zeros([BLOCK_S], ACC)
+            for c0 in range(0, C, BLOCK_C):
+                c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
+                cm = c < C
+                xt = tl.load(x_row + c[:, None] * stride_xc, mask=cm[:, None] & smask[None, :], other=0.0).to(ACC)
+                xt = tl.where(cm[:, None], xt, float("-inf"))
+                m_new = tl.maximum(m, tl.max(xt, axis=0))
+                z = z * tl.exp(m - m_new) + tl.sum(tl.exp(xt - m_new[None, :]), axis=0)
+                m = m_new
+            inv_z = 1.0 / z
+        for k0 in range(0, K, BLOCK_C):
+            k = k0 + tl.arange(0, BLOCK_C).to(tl.int64)
+            km = k < K
+            if ALL_CLASSES:
+                cls = k
+            else:
+                cls = tl.load(tab_ptr + k, mask=km, other=0).to(tl.int64)
+            tmask = km[:, None] & smask[None, :]
+            p = tl.load(x_row + cls[:, None] * stride_xc, mask=tmask, other=0.0).to(ACC)
+            if FROM_LOGITS:
+                p = tl.exp(p - m[None, :]) * inv_z[None, :]
+            _softmax_errors(p, lab, valid, cls, k, km, tmask, pid, key_ptr, fg_ptr, cnt_ptr, n, s, K, stride_kn,
+                            stride_kk, ACC)
     if pid == 0:
         tl.store(ticket_ptr, 0)
 
 
 @triton.jit
-def _fg_valid(t_ptr, n, s, mask, cls, stride_tn, stride_ts, ig_hi, ig_lo, ignore_index,
-              HINGE: tl.constexpr, HAS_IGNORE: tl.constexpr, ACC: tl.constexpr):
-    """(foreground, valid) of the pixels (n, s) of class ``cls``, read from the target as the
-    errors kernels read it."""
-    if HINGE:
-        t = tl.load(t_ptr + n * stride_tn + s * stride_ts, mask=mask, other=0).to(ACC)
-        valid = mask
-        if HAS_IGNORE:
-            valid = valid & (t != scalar(ig_hi, ig_lo, ACC))
-        fg = valid & (t > 0.5)
-    else:
-        lab = tl.load(t_ptr + n * stride_tn + s * stride_ts, mask=mask, other=0).to(tl.int64)
-        valid = mask
-        if HAS_IGNORE:
-            valid = valid & (lab != ignore_index)
-        fg = valid & (lab == cls)
-    return fg, valid
+def _softmax_errors(p, lab, valid, cls, k, km, tmask, pid, key_ptr, fg_ptr, cnt_ptr, n, s, K, stride_kn, stride_kk,
+                    ACC: tl.constexpr):
+    """Store the errors |[label == cls] - p| (-inf where not valid), the foreground flags and the
+    per-column foreground counts of a [columns k, pixels] tile."""
+    fg = (lab[None, :] == cls[:, None]) & valid[None, :]
+    e = tl.abs(fg.to(ACC) - p)
+    e = tl.where(valid[None, :], e, float("-inf"))
+    kofs = n * stride_kn + k[:, None] * stride_kk + s[None, :]
+    tl.store(key_ptr + kofs, e, mask=tmask)
+    tl.store(fg_ptr + kofs, fg.to(tl.uint8), mask=tmask)
+    tl.store(cnt_ptr + pid * K + k, tl.sum(fg.to(tl.int32), axis=1), mask=km)
 
 
 @triton.jit
@@ -193,29 +202,23 @@ def _segment_of(pid, n_chunks, K, tab_ptr, ALL_CLASSES: tl.constexpr):
 @triton.jit
 def _lovasz_count_kernel(
     perm_ptr,  # (SEG, P) int64: position within its segment (n' * S + s) of each sorted element
-    t_ptr,  # labels / target, (N, S) strided
-    tab_ptr,  # int32 class table (softmax, read if not ALL_CLASSES)
+    fg_ptr,  # (SEG, P) uint8 foreground flags at each pixel's own position (the errors kernel's)
     cnt_ptr,  # (SEG, n_chunks) int32 out: foreground count of each chunk
-    K, P, S,
+    P,
     n_chunks,
     chunk,  # elements per chunk, a multiple of BLOCK
-    stride_tn, stride_ts,
-    ig_hi, ig_lo,  # hinge ignore_index (fp32 pair)
-    ignore_index,  # softmax ignore label
-    HINGE: tl.constexpr, HAS_IGNORE: tl.constexpr, ALL_CLASSES: tl.constexpr, ACC: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     """The first pass of the chunked scan: how many foreground pixels each chunk holds."""
     pid = tl.program_id(0).to(tl.int64)
-    seg, ch, g, k, cls = _segment_of(pid, n_chunks, K, tab_ptr, ALL_CLASSES)
+    seg = pid // n_chunks
+    ch = pid % n_chunks
     nf = tl.zeros([BLOCK], tl.int32)
     for off in range(0, chunk, BLOCK):
         i = ch * chunk + off + tl.arange(0, BLOCK).to(tl.int64)
         mask = i < P
         src = tl.load(perm_ptr + seg * P + i, mask=mask, other=0)
-        fg, valid = _fg_valid(t_ptr, g + src // S, src % S, mask, cls, stride_tn, stride_ts, ig_hi, ig_lo,
-                              ignore_index, HINGE, HAS_IGNORE, ACC)
-        nf += fg.to(tl.int32)
+        nf += tl.load(fg_ptr + seg * P + src, mask=mask, other=0).to(tl.int32)
     tl.store(cnt_ptr + pid, tl.sum(nf, axis=0))
 
 
@@ -314,7 +317,7 @@ def _lovasz_finish(
 def _lovasz_walk_kernel(
     err_ptr,  # (SEG, P) sorted errors in ACC
     perm_ptr,  # (SEG, P) int64: position within its segment (n' * S + s) of each sorted element
-    t_ptr,  # labels / target, (N, S) strided
+    fg_ptr,  # (SEG, P) uint8 foreground flags at each pixel's own position (the errors kernel's)
     tab_ptr,  # int32 class table (softmax, read if not ALL_CLASSES)
     cw_ptr,  # (K,) float64 class weight of each column (read if HAS_CW)
     cnt_ptr,  # HAS_CARRY: (SEG, n_chunks) int32 chunk counts; else the errors kernel's (programs, K) counts
@@ -324,14 +327,11 @@ def _lovasz_walk_kernel(
     ticket_ptr,  # int32 counter, zeroed by the errors kernel: the last program runs the finisher
     loss_ptr,  # out: the loss, 0-d, or the (G, KL) values for "none", ACC
     coef_ptr,  # out (SEG,) ACC: each segment's gradient scale (see _lovasz_finish)
-    G, K, KL, P, S,
+    G, K, KL, P,
     n_chunks,
     chunk,  # elements per chunk, a multiple of BLOCK
     rows_per_g,  # errors-kernel programs per image group (without HAS_CARRY)
-    stride_tn, stride_ts,
-    ig_hi, ig_lo,  # hinge ignore_index (fp32 pair)
-    ignore_index,  # softmax ignore label
-    HINGE: tl.constexpr, HAS_IGNORE: tl.constexpr, ALL_CLASSES: tl.constexpr, HAS_CARRY: tl.constexpr,
+    ALL_CLASSES: tl.constexpr, HAS_CARRY: tl.constexpr,
     PRESENT: tl.constexpr, HAS_CW: tl.constexpr, REDUCTION: tl.constexpr, ACC: tl.constexpr,
     BLOCK: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_CH: tl.constexpr,
 ):
@@ -339,7 +339,7 @@ def _lovasz_walk_kernel(
     (module docstring); the chunk's share sum_i relu(e_i) g_i, and d_i = g_i [e_i > 0] (f_i ? -1 : +1)
     stored at the element's pixel. Then the last program to take a ticket finishes (_lovasz_finish)."""
     pid = tl.program_id(0).to(tl.int64)
-    seg, ch, g, k, cls = _segment_of(pid, n_chunks, K, tab_ptr, ALL_CLASSES)
+    seg, ch, g, k, _cls = _segment_of(pid, n_chunks, K, tab_ptr, ALL_CLASSES)
     if HAS_CARRY:
         gts = tl.zeros([BLOCK_CH], tl.int32)
         cf = tl.zeros([BLOCK_CH], tl.int32)
@@ -363,12 +363,10 @@ def _lovasz_walk_kernel(
         mask = i < P
         e = tl.load(err_ptr + seg * P + i, mask=mask, other=0.0)
         src = tl.load(perm_ptr + seg * P + i, mask=mask, other=0)
-        fg, valid = _fg_valid(t_ptr, g + src // S, src % S, mask, cls, stride_tn, stride_ts, ig_hi, ig_lo,
-                              ignore_index, HINGE, HAS_IGNORE, ACC)
         # the errors kernel gave -inf to every pixel it left out (ignored, or a label outside [0, C)
-        # while value checks are off): they sorted last and count as neither class
-        valid = valid & (e != float("-inf"))
-        fg = fg & valid
+        # while value checks are off): they sorted last and count as neither class (flag 0)
+        valid = mask & (e != float("-inf"))
+        fg = (tl.load(fg_ptr + seg * P + src, mask=mask, other=0) != 0) & valid
         f = fg.to(tl.int32)
         cfi = cf + tl.cumsum(f, axis=0)
         cf += tl.sum(f, axis=0)
@@ -443,6 +441,7 @@ def _lovasz_bwd_kernel(
     stride_on, stride_oc, stride_os,
     PER_IMAGE: tl.constexpr, ALL_CLASSES: tl.constexpr, FROM_LOGITS: tl.constexpr, G_IS_MAP: tl.constexpr,
     ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_J: tl.constexpr,
+    ONE_CHUNK: tl.constexpr,  # C <= BLOCK_C: the logits and d read once (the same values)
 ):
     """With dz_c = coef[seg] * upstream * d (z = x for the hinge and for probabilities, z = p for
     softmax from logits; 0 for classes not listed):
@@ -457,38 +456,54 @@ def _lovasz_bwd_kernel(
     else:
         gi = n * 0
     o_row = dx_ptr + n * stride_on + s[None, :] * stride_os
-    if FROM_LOGITS:
-        x_row = x_ptr + n * stride_xn + s[None, :] * stride_xs
-        m = tl.full([BLOCK_S], float("-inf"), ACC)
-        z = tl.zeros([BLOCK_S], ACC)
-        for c0 in range(0, C, BLOCK_C):
-            c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
-            cm = c < C
-            xt = tl.load(x_row + c[:, None] * stride_xc, mask=cm[:, None] & smask[None, :], other=0.0).to(ACC)
-            xt = tl.where(cm[:, None], xt, float("-inf"))
-            m_new = tl.maximum(m, tl.max(xt, axis=0))
-            z = z * tl.exp(m - m_new) + tl.sum(tl.exp(xt - m_new[None, :]), axis=0)
-            m = m_new
-        inv_z = 1.0 / z
-        dot = tl.zeros([BLOCK_S], ACC)
-        for c0 in range(0, C, BLOCK_C):
-            c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
-            cm = c < C
-            tmask = cm[:, None] & smask[None, :]
-            xt = tl.load(x_row + c[:, None] * stride_xc, mask=tmask, other=0.0).to(ACC)
-            gp = _grad_p(d_ptr, coef_ptr, g_ptr, tab_ptr, c, cm, n, gi, s, smask, K, KL, stride_dn, stride_dk,
-                         stride_gg, stride_gj, ALL_CLASSES, G_IS_MAP, ACC, BLOCK_J)
-            dot += tl.sum(tl.where(tmask, tl.exp(xt - m[None, :]) * inv_z[None, :] * gp, 0.0), axis=0)
-    for c0 in range(0, C, BLOCK_C):
-        c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
+    if ONE_CHUNK:
+        c = tl.arange(0, BLOCK_C).to(tl.int64)
         cm = c < C
         tmask = cm[:, None] & smask[None, :]
         gp = _grad_p(d_ptr, coef_ptr, g_ptr, tab_ptr, c, cm, n, gi, s, smask, K, KL, stride_dn, stride_dk,
                      stride_gg, stride_gj, ALL_CLASSES, G_IS_MAP, ACC, BLOCK_J)
         if FROM_LOGITS:
-            xt = tl.load(x_row + c[:, None] * stride_xc, mask=tmask, other=0.0).to(ACC)
-            gp = tl.exp(xt - m[None, :]) * inv_z[None, :] * (gp - dot[None, :])
+            xt = tl.load(x_ptr + n * stride_xn + s[None, :] * stride_xs + c[:, None] * stride_xc, mask=tmask,
+                         other=0.0).to(ACC)
+            m = tl.max(tl.where(cm[:, None], xt, float("-inf")), axis=0)
+            ex = tl.where(cm[:, None], tl.exp(xt - m[None, :]), 0.0)
+            p = ex * (1.0 / tl.sum(ex, axis=0))[None, :]
+            dot = tl.sum(tl.where(tmask, p * gp, 0.0), axis=0)
+            gp = p * (gp - dot[None, :])
         tl.store(o_row + c[:, None] * stride_oc, gp.to(dx_ptr.dtype.element_ty), mask=tmask)
+    else:
+        if FROM_LOGITS:
+            x_row = x_ptr + n * stride_xn + s[None, :] * stride_xs
+            m = tl.full([BLOCK_S], float("-inf"), ACC)
+            z = tl.zeros([BLOCK_S], ACC)
+            for c0 in range(0, C, BLOCK_C):
+                c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
+                cm = c < C
+                xt = tl.load(x_row + c[:, None] * stride_xc, mask=cm[:, None] & smask[None, :], other=0.0).to(ACC)
+                xt = tl.where(cm[:, None], xt, float("-inf"))
+                m_new = tl.maximum(m, tl.max(xt, axis=0))
+                z = z * tl.exp(m - m_new) + tl.sum(tl.exp(xt - m_new[None, :]), axis=0)
+                m = m_new
+            inv_z = 1.0 / z
+            dot = tl.zeros([BLOCK_S], ACC)
+            for c0 in range(0, C, BLOCK_C):
+                c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
+                cm = c < C
+                tmask = cm[:, None] & smask[None, :]
+                xt = tl.load(x_row + c[:, None] * stride_xc, mask=tmask, other=0.0).to(ACC)
+                gp = _grad_p(d_ptr, coef_ptr, g_ptr, tab_ptr, c, cm, n, gi, s, smask, K, KL, stride_dn, stride_dk,
+                             stride_gg, stride_gj, ALL_CLASSES, G_IS_MAP, ACC, BLOCK_J)
+                dot += tl.sum(tl.where(tmask, tl.exp(xt - m[None, :]) * inv_z[None, :] * gp, 0.0), axis=0)
+        for c0 in range(0, C, BLOCK_C):
+            c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
+            cm = c < C
+            tmask = cm[:, None] & smask[None, :]
+            gp = _grad_p(d_ptr, coef_ptr, g_ptr, tab_ptr, c, cm, n, gi, s, smask, K, KL, stride_dn, stride_dk,
+                         stride_gg, stride_gj, ALL_CLASSES, G_IS_MAP, ACC, BLOCK_J)
+            if FROM_LOGITS:
+                xt = tl.load(x_row + c[:, None] * stride_xc, mask=tmask, other=0.0).to(ACC)
+                gp = tl.exp(xt - m[None, :]) * inv_z[None, :] * (gp - dot[None, :])
+            tl.store(o_row + c[:, None] * stride_oc, gp.to(dx_ptr.dtype.element_ty), mask=tmask)
 
 
 # ---- launchers (same names and contract as torch_impl.py) ----------------------------------------
@@ -530,20 +545,14 @@ def _walk_plan(seg: int, p: int) -> tuple[int, int, int]:
     return block, chunk, triton.cdiv(p, chunk)
 
 
-def _walk(keys, t2, tab, err_cnt, ticket, loss, *, G, K, KL, S, rows_per_g, hinge, ignore, present, reduction,
-          cw=None):
+def _walk(keys, flags, tab, err_cnt, ticket, loss, *, G, K, KL, rows_per_g, present, reduction, cw=None):
     """Sort the keys, count (when a segment has several chunks), walk and finish.
     Returns the gradient scales (SEG,); the loss is written into ``loss``, d over ``keys``."""
     seg, p = keys.shape
     acc = keys.dtype
     err, perm = torch.sort(keys, dim=1, descending=True, stable=True)
     block, chunk, n_chunks = _walk_plan(seg, p)
-    has_ignore = ignore is not None
-    ig = split_f64(ignore if hinge and has_ignore else 0.0)
-    common = dict(perm_ptr=perm, t_ptr=t2, tab_ptr=tab, K=K, P=p, S=S, n_chunks=n_chunks, chunk=chunk,
-                  stride_tn=t2.stride(0), stride_ts=t2.stride(1), ig_hi=ig[0], ig_lo=ig[1],
-                  ignore_index=int(ignore) if has_ignore and not hinge else 0, HINGE=hinge,
-                  HAS_IGNORE=has_ignore, ALL_CLASSES=tab is None, ACC=tl_acc(acc), BLOCK=block)
+    common = dict(perm_ptr=perm, fg_ptr=flags, P=p, n_chunks=n_chunks, chunk=chunk, BLOCK=block)
     coef = torch.empty((seg,), device=keys.device, dtype=acc)
     part = torch.empty((seg * n_chunks,), device=keys.device, dtype=acc)
     gts = torch.empty((seg,), device=keys.device, dtype=torch.int32)
@@ -552,9 +561,9 @@ def _walk(keys, t2, tab, err_cnt, ticket, loss, *, G, K, KL, S, rows_per_g, hing
         cnt = torch.empty((seg * n_chunks,), device=keys.device, dtype=torch.int32)
         _lovasz_count_kernel[(seg * n_chunks,)](cnt_ptr=cnt, **common)
     _lovasz_walk_kernel[(seg * n_chunks,)](
-        err_ptr=err, cw_ptr=cw, cnt_ptr=cnt, d_ptr=keys, part_ptr=part, gts_ptr=gts, ticket_ptr=ticket,
-        loss_ptr=loss, coef_ptr=coef, G=G, KL=KL, rows_per_g=rows_per_g, HAS_CARRY=n_chunks > 1, PRESENT=present,
-        HAS_CW=cw is not None,
+        err_ptr=err, tab_ptr=tab, cw_ptr=cw, cnt_ptr=cnt, d_ptr=keys, part_ptr=part, gts_ptr=gts, ticket_ptr=ticket,
+        loss_ptr=loss, coef_ptr=coef, G=G, K=K, KL=KL, rows_per_g=rows_per_g, ALL_CLASSES=tab is None,
+        HAS_CARRY=n_chunks > 1, PRESENT=present, HAS_CW=cw is not None, ACC=tl_acc(acc),
         REDUCTION=REDUCTION_CODE[reduction], BLOCK_K=BLOCK_K, BLOCK_CH=BLOCK_CH, **common)
     return coef
 
@@ -573,21 +582,20 @@ def hinge_forward(x, t, o):
     n_blocks_s = triton.cdiv(S, BLOCK)
     G, P = (N, S) if o.per_image else (1, N * S)
     keys = torch.empty((G, P), device=x.device, dtype=acc)
+    flags = torch.empty((G, P), device=x.device, dtype=torch.uint8)
     cnt = torch.empty((N * n_blocks_s,), device=x.device, dtype=torch.int32)
     ticket = torch.empty((1,), device=x.device, dtype=torch.int32)
     loss = _loss_out(x, acc, o.reduction, (N,) if o.per_image else ())
     m_neg, m_pos = (1.0, 1.0) if o.margin is None else o.margin
     ig, mn, mp = split_f64(o.ignore_index), split_f64(m_neg), split_f64(m_pos)
-    t2 = t.select(1, 0)
     with device_guard(x):
         _lovasz_hinge_err_kernel[(N * n_blocks_s,)](
-            x_ptr=x, t_ptr=t, key_ptr=keys, cnt_ptr=cnt, ticket_ptr=ticket, S=S, n_blocks_s=n_blocks_s,
+            x_ptr=x, t_ptr=t, key_ptr=keys, fg_ptr=flags, cnt_ptr=cnt, ticket_ptr=ticket, S=S, n_blocks_s=n_blocks_s,
             stride_xn=x.stride(0), stride_xs=x.stride(2), stride_tn=t.stride(0), stride_ts=t.stride(2),
             ig_hi=ig[0], ig_lo=ig[1], mn_hi=mn[0], mn_lo=mn[1], mp_hi=mp[0], mp_lo=mp[1],
             HAS_IGNORE=o.ignore_index is not None, ACC=tl_acc(x.dtype), BLOCK=BLOCK, num_warps=num_warps)
-        coef = _walk(keys, t2, None, cnt, ticket, loss, G=G, K=1, KL=1, S=S,
-                     rows_per_g=n_blocks_s if o.per_image else N * n_blocks_s, hinge=True, ignore=o.ignore_index,
-                     present=False, reduction=o.reduction)
+        coef = _walk(keys, flags, None, cnt, ticket, loss, G=G, K=1, KL=1,
+                     rows_per_g=n_blocks_s if o.per_image else N * n_blocks_s, present=False, reduction=o.reduction)
     return loss, coef, keys
 
 
@@ -612,6 +620,7 @@ def softmax_forward(x, t, o):
     n_blocks_s = triton.cdiv(S, BLOCK_S)
     G, P = (N, S) if o.per_image else (1, N * S)
     keys = torch.empty((G * K, P), device=x.device, dtype=acc)
+    flags = torch.empty((G * K, P), device=x.device, dtype=torch.uint8)
     stride_kn, stride_kk = (K * S, S) if o.per_image else (S, N * S)
     cnt = torch.empty((N * n_blocks_s, K), device=x.device, dtype=torch.int32)
     ticket = torch.empty((1,), device=x.device, dtype=torch.int32)
@@ -620,14 +629,14 @@ def softmax_forward(x, t, o):
     has_ignore = o.ignore_index is not None
     with device_guard(x):
         _lovasz_softmax_err_kernel[(N * n_blocks_s,)](
-            x_ptr=x, t_ptr=t2, tab_ptr=tab, key_ptr=keys, cnt_ptr=cnt, ticket_ptr=ticket, C=C, K=K, S=S,
+            x_ptr=x, t_ptr=t2, tab_ptr=tab, key_ptr=keys, fg_ptr=flags, cnt_ptr=cnt, ticket_ptr=ticket, C=C, K=K, S=S,
             n_blocks_s=n_blocks_s, stride_xn=x.stride(0), stride_xc=x.stride(1), stride_xs=x.stride(2),
             stride_tn=t2.stride(0), stride_ts=t2.stride(1), stride_kn=stride_kn, stride_kk=stride_kk,
             ignore_index=int(o.ignore_index) if has_ignore else 0, HAS_IGNORE=has_ignore,
             ALL_CLASSES=classes is None, FROM_LOGITS=o.from_logits, ACC=tl_acc(x.dtype), BLOCK_C=BLOCK_C,
-            BLOCK_S=BLOCK_S)
-        coef = _walk(keys, t2, tab, cnt, ticket, loss, G=G, K=K, KL=KL, S=S,
-                     rows_per_g=n_blocks_s if o.per_image else N * n_blocks_s, hinge=False, ignore=o.ignore_index,
+            BLOCK_S=BLOCK_S, ONE_CHUNK=classes is None and C <= BLOCK_C)
+        coef = _walk(keys, flags, tab, cnt, ticket, loss, G=G, K=K, KL=KL,
+                     rows_per_g=n_blocks_s if o.per_image else N * n_blocks_s,
                      present=o.classes is None and o.only_present, reduction=o.reduction,
                      cw=_column_weights(x.device, o, classes, C))
     return loss, coef, keys
@@ -648,7 +657,7 @@ def _backward(g, coef, d, x, tab, o, *, K, KL, from_logits, d_strides):
             stride_dn=d_strides[0], stride_dk=d_strides[1], stride_gg=stride_gg, stride_gj=stride_gj,
             stride_on=dx.stride(0), stride_oc=dx.stride(1), stride_os=dx.stride(2), PER_IMAGE=o.per_image,
             ALL_CLASSES=tab is None, FROM_LOGITS=from_logits, G_IS_MAP=g_map, ACC=tl_acc(x.dtype),
-            BLOCK_C=BLOCK_C, BLOCK_S=BLOCK_S, BLOCK_J=BLOCK_K)
+            BLOCK_C=BLOCK_C, BLOCK_S=BLOCK_S, BLOCK_J=BLOCK_K, ONE_CHUNK=C <= BLOCK_C)
     return dx
 
 
@@ -675,69 +684,70 @@ def _aot_variants():
     for dt, acc in (("fp32", tl.float32), ("bf16", tl.float32), ("fp16", tl.float32), ("fp64", tl.float64)):
         accty = "*fp64" if acc == tl.float64 else "*fp32"
         specs.append(aot_spec(_lovasz_hinge_err_kernel, dict(HAS_IGNORE=True, ACC=acc, BLOCK=1024),
-                              x_ptr=f"*{dt}", t_ptr="*u8", key_ptr=accty, cnt_ptr="*i32", ticket_ptr="*i32",
+                              x_ptr=f"*{dt}", t_ptr="*u8", key_ptr=accty, fg_ptr="*u8", cnt_ptr="*i32",
+                              ticket_ptr="*i32",
                               mn_hi="fp32", mn_lo="fp32", mp_hi="fp32", mp_lo="fp32", **floats))
         specs.append(aot_spec(_lovasz_softmax_err_kernel,
                               dict(HAS_IGNORE=True, ALL_CLASSES=False, FROM_LOGITS=True, ACC=acc,
-                                   BLOCK_C=32, BLOCK_S=128),
-                              x_ptr=f"*{dt}", t_ptr="*i64", tab_ptr="*i32", key_ptr=accty, cnt_ptr="*i32",
-                              ticket_ptr="*i32"))
+                                   BLOCK_C=32, BLOCK_S=128, ONE_CHUNK=False),
+                              x_ptr=f"*{dt}", t_ptr="*i64", tab_ptr="*i32", key_ptr=accty, fg_ptr="*u8",
+                              cnt_ptr="*i32", ticket_ptr="*i32"))
+        specs.append(aot_spec(_lovasz_softmax_err_kernel,
+                              dict(HAS_IGNORE=True, ALL_CLASSES=True, FROM_LOGITS=True, ACC=acc,
+                                   BLOCK_C=4, BLOCK_S=1024, ONE_CHUNK=True),
+                              x_ptr=f"*{dt}", t_ptr="*i64", tab_ptr="*i32", key_ptr=accty, fg_ptr="*u8",
+                              cnt_ptr="*i32", ticket_ptr="*i32"))
         for hinge, all_classes, carry, present, red in ((False, False, True, False, 0), (False, True, False, True, 2),
                                                         (True, True, True, False, 1), (False, True, True, True, 0)):
             specs.append(aot_spec(_lovasz_walk_kernel,
-                                  dict(HINGE=hinge, HAS_IGNORE=True, ALL_CLASSES=all_classes, HAS_CARRY=carry,
-                                       PRESENT=present, HAS_CW=not hinge, REDUCTION=red, ACC=acc, BLOCK=1024,
-                                       BLOCK_K=BLOCK_K, BLOCK_CH=BLOCK_CH),
-                                  err_ptr=accty, perm_ptr="*i64", t_ptr="*fp32" if hinge else "*i64",
-                                  tab_ptr="*i32", cw_ptr="*fp64", cnt_ptr="*i32", d_ptr=accty, part_ptr=accty, gts_ptr="*i32",
-                                  ticket_ptr="*i32", loss_ptr=accty, coef_ptr=accty, **floats))
-        for from_logits, all_classes, g_map in ((True, False, True), (True, True, False), (False, False, False)):
+                                  dict(ALL_CLASSES=all_classes, HAS_CARRY=carry, PRESENT=present, HAS_CW=not hinge,
+                                       REDUCTION=red, ACC=acc, BLOCK=1024, BLOCK_K=BLOCK_K, BLOCK_CH=BLOCK_CH),
+                                  err_ptr=accty, perm_ptr="*i64", fg_ptr="*u8", tab_ptr="*i32", cw_ptr="*fp64",
+                                  cnt_ptr="*i32", d_ptr=accty, part_ptr=accty, gts_ptr="*i32", ticket_ptr="*i32",
+                                  loss_ptr=accty, coef_ptr=accty))
+        for from_logits, all_classes, g_map, one in ((True, False, True, False), (True, True, False, True),
+                                                     (False, False, False, False)):
             specs.append(aot_spec(_lovasz_bwd_kernel,
                                   dict(PER_IMAGE=True, ALL_CLASSES=all_classes, FROM_LOGITS=from_logits,
-                                       G_IS_MAP=g_map, ACC=acc, BLOCK_C=32, BLOCK_S=128, BLOCK_J=BLOCK_K),
+                                       G_IS_MAP=g_map, ACC=acc, BLOCK_C=32, BLOCK_S=128, BLOCK_J=BLOCK_K,
+                                       ONE_CHUNK=one),
                                   x_ptr=f"*{dt}", d_ptr=accty, coef_ptr=accty, g_ptr=accty, tab_ptr="*i32",
                                   dx_ptr=f"*{dt}"))
     # the hinge backward (one channel), the counts, probabilities in
     specs.append(aot_spec(_lovasz_bwd_kernel,
                           dict(PER_IMAGE=False, ALL_CLASSES=True, FROM_LOGITS=False, G_IS_MAP=False, ACC=tl.float32,
-                               BLOCK_C=1, BLOCK_S=2048, BLOCK_J=BLOCK_K),
+                               BLOCK_C=1, BLOCK_S=2048, BLOCK_J=BLOCK_K, ONE_CHUNK=True),
                           x_ptr="*fp32", g_ptr="*fp32", tab_ptr="*i32", dx_ptr="*bf16"))
-    specs.append(aot_spec(_lovasz_count_kernel,
-                          dict(HINGE=True, HAS_IGNORE=True, ALL_CLASSES=True, ACC=tl.float32, BLOCK=1024),
-                          perm_ptr="*i64", t_ptr="*u8", tab_ptr="*i32", cnt_ptr="*i32", **floats))
-    specs.append(aot_spec(_lovasz_count_kernel,
-                          dict(HINGE=False, HAS_IGNORE=True, ALL_CLASSES=False, ACC=tl.float32, BLOCK=1024),
-                          perm_ptr="*i64", t_ptr="*u8", tab_ptr="*i32", cnt_ptr="*i32", **floats))
+    specs.append(aot_spec(_lovasz_count_kernel, dict(BLOCK=1024), perm_ptr="*i64", fg_ptr="*u8", cnt_ptr="*i32"))
     specs.append(aot_spec(_lovasz_softmax_err_kernel,
                           dict(HAS_IGNORE=False, ALL_CLASSES=True, FROM_LOGITS=False, ACC=tl.float32,
-                               BLOCK_C=2, BLOCK_S=2048),
-                          x_ptr="*bf16", t_ptr="*u8", tab_ptr="*i32", cnt_ptr="*i32", ticket_ptr="*i32"))
+                               BLOCK_C=2, BLOCK_S=2048, ONE_CHUNK=True),
+                          x_ptr="*bf16", t_ptr="*u8", tab_ptr="*i32", fg_ptr="*u8", cnt_ptr="*i32",
+                          ticket_ptr="*i32"))
     # int64 sizes and strides (tensors past 2^31 elements)
-    big = dict(P="i64", S="i64", n_chunks="i64", chunk="i64", stride_tn="i64", stride_ts="i64", K="i64",
-               ignore_index="i64")
+    big = dict(P="i64", n_chunks="i64", chunk="i64")
     specs.append(aot_spec(_lovasz_walk_kernel,
-                          dict(HINGE=False, HAS_IGNORE=False, ALL_CLASSES=True, HAS_CARRY=True, PRESENT=True,
-                               HAS_CW=False, REDUCTION=0, ACC=tl.float32, BLOCK=1024, BLOCK_K=BLOCK_K,
-                               BLOCK_CH=BLOCK_CH),
-                          perm_ptr="*i64", t_ptr="*i64", tab_ptr="*i32", cw_ptr="*fp64", cnt_ptr="*i32", gts_ptr="*i32",
-                          ticket_ptr="*i32", G="i64", KL="i64", rows_per_g="i64", **floats, **big))
-    specs.append(aot_spec(_lovasz_count_kernel,
-                          dict(HINGE=False, HAS_IGNORE=False, ALL_CLASSES=True, ACC=tl.float32, BLOCK=1024),
-                          perm_ptr="*i64", t_ptr="*i64", tab_ptr="*i32", cnt_ptr="*i32", **floats, **big))
+                          dict(ALL_CLASSES=True, HAS_CARRY=True, PRESENT=True, HAS_CW=False, REDUCTION=0,
+                               ACC=tl.float32, BLOCK=1024, BLOCK_K=BLOCK_K, BLOCK_CH=BLOCK_CH),
+                          perm_ptr="*i64", fg_ptr="*u8", tab_ptr="*i32", cw_ptr="*fp64", cnt_ptr="*i32",
+                          gts_ptr="*i32", ticket_ptr="*i32", G="i64", K="i64", KL="i64", rows_per_g="i64", **big))
+    specs.append(aot_spec(_lovasz_count_kernel, dict(BLOCK=1024), perm_ptr="*i64", fg_ptr="*u8", cnt_ptr="*i32",
+                          **big))
     specs.append(aot_spec(_lovasz_hinge_err_kernel,
                           dict(HAS_IGNORE=False, ACC=tl.float32, BLOCK=2048, stride_xs=1, stride_ts=1),
                           divisible=("S", "stride_xn", "stride_tn"), x_ptr="*bf16", t_ptr="*fp32",
-                          cnt_ptr="*i32", ticket_ptr="*i32", S="i64", n_blocks_s="i64", stride_xn="i64",
+                          fg_ptr="*u8", cnt_ptr="*i32", ticket_ptr="*i32", S="i64", n_blocks_s="i64", stride_xn="i64",
                           stride_tn="i64", mn_hi="fp32", mn_lo="fp32", mp_hi="fp32", mp_lo="fp32", **floats))
     specs.append(aot_spec(_lovasz_softmax_err_kernel,
                           dict(HAS_IGNORE=True, ALL_CLASSES=True, FROM_LOGITS=True, ACC=tl.float32,
-                               BLOCK_C=32, BLOCK_S=128),
-                          x_ptr="*fp32", t_ptr="*i64", tab_ptr="*i32", cnt_ptr="*i32", ticket_ptr="*i32", S="i64",
+                               BLOCK_C=32, BLOCK_S=128, ONE_CHUNK=False),
+                          x_ptr="*fp32", t_ptr="*i64", tab_ptr="*i32", fg_ptr="*u8", cnt_ptr="*i32",
+                          ticket_ptr="*i32", S="i64",
                           n_blocks_s="i64", stride_xn="i64", stride_xc="i64", stride_xs="i64",
                           stride_tn="i64", stride_ts="i64", stride_kn="i64", stride_kk="i64"))
     specs.append(aot_spec(_lovasz_bwd_kernel,
                           dict(PER_IMAGE=False, ALL_CLASSES=True, FROM_LOGITS=True, G_IS_MAP=True, ACC=tl.float32,
-                               BLOCK_C=32, BLOCK_S=128, BLOCK_J=BLOCK_K),
+                               BLOCK_C=32, BLOCK_S=128, BLOCK_J=BLOCK_K, ONE_CHUNK=False),
                           x_ptr="*fp32", d_ptr="*fp32", coef_ptr="*fp32", g_ptr="*fp32", tab_ptr="*i32",
                           dx_ptr="*fp32", S="i64", n_blocks_s="i64", stride_xn="i64", stride_xc="i64",
                           stride_xs="i64", stride_dn="i64", stride_dk="i64", stride_on="i64", stride_oc="i64",
