@@ -101,6 +101,19 @@ def test_softmax_matches_berman(backend, shape, classes, per_image):
                          ignore_index=255, upstream=upstream_not_one)
 
 
+@pytest.mark.parametrize("classes", ["all", [0, 35, 7]], ids=str)
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_softmax_more_classes_than_one_tile(backend, classes, from_logits):
+    """C = 40 > 32 classes per register tile: the errors and backward kernels sweep the classes in
+    chunks (online max and sum) instead of reading each pixel's logits once."""
+    x = torch.randn(2, 40, 5, 6) * 2
+    if not from_logits:
+        x = torch.softmax(x, 1)
+    y = _labels(x.shape, 40, ignore=255)
+    compare_to_reference(tsl.lovasz_softmax, ref.lovasz_softmax, x, y, classes=classes, ignore_index=255,
+                         from_logits=from_logits, upstream=upstream_not_one)
+
+
 @pytest.mark.parametrize("per_image", [True, False])
 def test_softmax_without_ignore_index(backend, per_image):
     x = torch.randn(2, 5, 6, 7)
