@@ -91,6 +91,26 @@ def test_target_dtypes_and_layouts(backend):
     _same_weights(_blobs((1, 1, 13, 14), cells=3).expand(3, 2, 13, 14), 5)  # stride-0 batch and channels
 
 
+def test_narrow_window_sums_match_float_targets(backend):
+    """bool / integer masks keep their window sums in one byte (2D) or two (3D, k^2 up to 32767):
+    the same integers as the float path's sums, so the same weights, loss and gradient."""
+    from triton_segloss.boundary import kernels
+
+    for shape, k in (((2, 1, 13, 14), 5), ((2, 1, 6, 7, 8), 3), ((1, 1, 5, 40, 6), 31)):
+        t = _blobs(shape, cells=2)
+        top = k ** (len(shape) - 3)  # the largest sum: k (2D), k^2 (3D): 5, 9, 961
+        assert kernels._sums_dtype(t.bool(), k // 2, len(shape) - 2, torch.float32) == \
+            (torch.uint8 if top <= 255 else torch.int16)
+        want = tsl.boundary_weight_map(t, k, normalize=False)
+        for other in (t.bool(), t.to(torch.uint8), t.to(torch.int32)):
+            assert torch.equal(tsl.boundary_weight_map(other, k, normalize=False), want)
+        x = torch.randn(shape)
+        loss, grad = value_and_grad(tsl.boundary_bce_dice_loss, x, t, kernel_size=k)
+        loss8, grad8 = value_and_grad(tsl.boundary_bce_dice_loss, x, t.to(torch.uint8), kernel_size=k)
+        assert torch.equal(loss, loss8) and torch.equal(grad, grad8)
+    assert kernels._sums_dtype(torch.zeros(1, dtype=torch.bool), 200, 3, torch.float32) == torch.float32
+
+
 def test_empty_full_and_one_pixel_masks(backend):
     for t in (torch.zeros(2, 1, 9, 8), torch.ones(2, 1, 9, 8), torch.ones(1, 1, 1, 1), torch.zeros(1, 1, 1, 1)):
         w = _same_weights(t, 3)

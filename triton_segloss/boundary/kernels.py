@@ -104,7 +104,7 @@ def _pixel_offsets(m, w, r, H, stride_m, stride_d, stride_h, stride_w):
 @triton.jit
 def _window_dh_kernel(
     t_ptr,  # target, (M, D, H, W) strided, its own dtype
-    y_ptr,  # out: window sums along D and H, contiguous (M, D, H, W) in ACC
+    y_ptr,  # out: window sums along D and H, contiguous (M, D, H, W): ACC, or uint8 / int16 (``_sums_dtype``)
     D, H, W,
     R,  # window radius: width 2R + 1 along every spatial axis
     n_blocks_h, n_blocks_w,
@@ -135,11 +135,12 @@ def _window_dh_kernel(
             d64 = tl.cast(d, tl.int64)
             dn = d64 + R
             run += _window_sum(base + dn * stride_td, stride_th, h0, H, R, wmask & (d_of + dn < D), ACC, BLOCK_H)
-            tl.store(y_ptrs + d64 * H * W, run, mask=omask)
+            tl.store(y_ptrs + d64 * H * W, run.to(y_ptr.dtype.element_ty), mask=omask)
             do = d64 - R
             run -= _window_sum(base + do * stride_td, stride_th, h0, H, R, wmask & (d_of + do >= 0), ACC, BLOCK_H)
     else:
-        tl.store(y_ptrs, _window_sum(base, stride_th, h0, H, R, wmask, ACC, BLOCK_H), mask=omask)
+        win = _window_sum(base, stride_th, h0, H, R, wmask, ACC, BLOCK_H)
+        tl.store(y_ptrs, win.to(y_ptr.dtype.element_ty), mask=omask)
 
 
 @triton.jit
@@ -401,10 +402,21 @@ def _exact_block(block: int, R: int, vmax: int, acc) -> int:
     return block
 
 
+def _sums_dtype(t, R, spatial_dims, acc):
+    """Storage of the D/H window sums: for bool and integer (0/1) masks they are integers of at most
+    (2R + 1)^(dims - 1), exact in one byte (2D, k <= 255) or two (3D, k <= 181), so they cross memory
+    as uint8 / int16 instead of ``acc`` (the readers convert to ``acc`` on load); float masks keep
+    ``acc``."""
+    if t.dtype.is_floating_point:
+        return acc
+    top = (2 * R + 1) ** (spatial_dims - 1)
+    return torch.uint8 if top <= 255 else (torch.int16 if top <= 32767 else acc)
+
+
 def _window_dh(t4, R, spatial_dims, acc):
-    """Window sums of t4 (M, D, H, W) along D (3D) and H, contiguous in ``acc``."""
+    """Window sums of t4 (M, D, H, W) along D (3D) and H, contiguous, in ``_sums_dtype``."""
     M, D, H, W = t4.shape
-    y = torch.empty((M, D, H, W), device=t4.device, dtype=acc)
+    y = torch.empty((M, D, H, W), device=t4.device, dtype=_sums_dtype(t4, R, spatial_dims, acc))
     BLOCK_W = min(triton.next_power_of_2(W), 32)
     BLOCK_H = _exact_block(min(triton.next_power_of_2(H), _TILE // BLOCK_W), R, 1, acc)
     n_blocks_h, n_blocks_w = triton.cdiv(H, BLOCK_H), triton.cdiv(W, BLOCK_W)
@@ -540,8 +552,14 @@ def _aot_variants():
                                   gb_ptr=accty, gd_ptr=accty, dx_ptr=f"*{dt}"))
     # the common fast path: contiguous rows, int64 strides and sizes (tensors past 2^31 elements), a
     # fp32 logit with a uint8 / fp32 mask and fp32 window sums
+    # uint8 / bool masks: uint8 window sums in 2D, int16 in 3D (_sums_dtype)
+    specs.append(aot_spec(_window_dh_kernel, dict(IS_3D=True, ACC=tl.float32, BLOCK_H=64, BLOCK_W=32),
+                          t_ptr="*i1", y_ptr="*i16"))
+    specs.append(aot_spec(_bce_dice_fwd_kernel, dict(WEIGHTED=True, ACC=tl.float32, WACC=tl.float32, BLOCK_W=256,
+                                                     BLOCK_R=8),
+                          x_ptr="*fp32", t_ptr="*u8", y_ptr="*u8", band_ptr="*u8", part_ptr="*fp32", **thr))
     specs.append(aot_spec(_window_dh_kernel, dict(IS_3D=False, ACC=tl.float32, BLOCK_H=64, BLOCK_W=32, stride_tw=1),
-                          t_ptr="*u8", D="i64", H="i64", W="i64", stride_tm="i64", stride_td="i64", stride_th="i64",
+                          t_ptr="*u8", y_ptr="*u8", D="i64", H="i64", W="i64", stride_tm="i64", stride_td="i64", stride_th="i64",
                           divisible=("W", "stride_tm", "stride_th")))
     specs.append(aot_spec(_bce_dice_fwd_kernel, dict(WEIGHTED=True, ACC=tl.float32, WACC=tl.float32, BLOCK_W=256,
                                                      BLOCK_R=8, stride_xw=1, stride_tw=1),
