@@ -9,10 +9,20 @@ channel's correction). The spatial axis is processed in chunks so temporaries
 stay bounded (``_CHUNK`` elements of (N, C, chunk)), whatever the volume.
 
 The finisher is the kernel's, written with torch ops on (rows, C) tensors in
-float64: the loss and the hand-derived coefficient table dLoss/d(I, P, L).
+float64: the loss and the hand-derived coefficient table dLoss/d(I, P, L). On
+CPU the common finishers of a small table run on Python floats instead (the same
+float64 math per entry; ~70 small torch ops cost a third of a millisecond).
+
+On CPU the host may read small results for free (no device to sync with): the
+common cases check once per call that every label is a class (no masks then)
+and that the logits lie in the exponent range (the softmax then skips its max).
+Each pass over the (N, C, s) tile counts: a softmax is exp, a sum over C and an
+in-place division, and the plain backward never forms the probabilities.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -30,6 +40,14 @@ _TINY = TINY
 def _chunks(n: int, c: int, s: int):
     step = max(1, _CHUNK // max(1, n * c))
     return [(a, min(s, a + step)) for a in range(0, s, step)] or [(0, 0)]
+
+
+def _pieces(x, t, w):
+    """(a, b, x, t, w) over the spatial chunks [a, b); one chunk is the tensors themselves (no views)."""
+    chunks = _chunks(*x.shape)
+    if len(chunks) == 1:
+        return [(0, x.shape[-1], x, t, w)]
+    return [(a, b, x[..., a:b], t[..., a:b], None if w is None else w[..., a:b]) for a, b in chunks]
 
 
 def _mul(a, b):
@@ -161,20 +179,20 @@ def _binary_fwd_fast(x, t, f):
     s = x.shape[-1]
     x, t, valid, vf, p, _ = _binary_prep(x, t, None, True, f, False)  # vf: the valid mask as float, or None
     pv = p if vf is None else p * vf
-    pk = pv * p if f.squared else pv
-    tk = t * t if f.squared else t
-    i_sum = (pv * t).sum(-1)  # (a batched matvec is slower on CPU than the product and a sum)
+    p_sum = (pv * p if f.squared else pv).sum(-1)
+    t_sum = (t * t if f.squared else t).sum(-1)
+    i_sum = pv.mul_(t).sum(-1)  # pv is this function's own: the product in place (a batched matvec is slower)
     count = torch.full_like(i_sum, s) if vf is None else vf.sum(-1)
-    return torch.stack([i_sum, pk.sum(-1), tk.sum(-1), torch.zeros_like(i_sum), count], -1)
+    return torch.stack([i_sum, p_sum, t_sum, torch.zeros_like(i_sum), count], -1)
 
 
 def _binary_bwd_fast(x, t, g, f):
-    """dx = (gI t + gP (2 p if squared)) p (1 - p), zero on ignored elements: sigmoid, one fused
-    multiply-add and sigmoid's own backward."""
+    """dx = (gI t + gP (2 p if squared)) p (1 - p), zero on ignored elements: sigmoid, a multiply-add
+    and sigmoid's own backward in place."""
     x, t, valid, _, p, _ = _binary_prep(x, t, None, True, f, False)
     g_i, g_p = g[:, :, 0:1], g[:, :, 1:2]
-    a = torch.addcmul(g_p * (2.0 * p) if f.squared else g_p, t, g_i)
-    dx = torch.ops.aten.sigmoid_backward(a, p)
+    a = torch.mul(t, g_i).add_(g_p * (2.0 * p) if f.squared else g_p)  # (addcmul broadcasting gP is slower)
+    dx = torch.ops.aten.sigmoid_backward.grad_input(a, p, grad_input=a)
     return dx if valid is None else dx.masked_fill_(~valid, 0.0)
 
 
@@ -205,9 +223,9 @@ def _binary_bwd(x, t, w, g, from_logits, f):
         dx = torch.ops.aten.sigmoid_backward(dx.expand_as(x), p)
     if f.pixel == 1:
         a, b = f.bce_terms(t)
-        dx = dx + g[:, :, 3:4] * _mul(wl, a * p - b)
+        dx = dx + g[:, :, 2:3] * _mul(wl, a * p - b)
     elif f.pixel == 2:
-        dx = dx + g[:, :, 3:4] * _mul(wl, _sigmoid_focal_grad(x, t, p, pn, f))
+        dx = dx + g[:, :, 2:3] * _mul(wl, _sigmoid_focal_grad(x, t, p, pn, f))
     if valid is not None:
         dx = torch.where(valid, dx, 0.0)
     return dx.expand_as(x)
@@ -260,60 +278,95 @@ def _mc_fast(w, from_logits, f) -> bool:
             and (f.pixel == 0 or (f.pixel == 1 and not f.ls)))
 
 
-def _all_valid(valid, f) -> bool:
-    """Every pixel counts (no ignore_index, every label in range): known without a device sync on CPU
-    only; elsewhere the masked form runs."""
-    return f.ignore_index is None and valid.device.type == "cpu" and bool(valid.all())
+def _fast_labels(x, y, f):
+    """(x contiguous in the accumulation dtype, labels (N, 1, s), valid as float or None where every label
+    is a class): one aminmax of the labels tells on CPU (no device sync there); elsewhere, or with an
+    ignored label or one outside [0, C) present, the masked form of ``_mc_labels``. Contiguous logits
+    make every later pass (and its summation order) the same whatever the caller's layout."""
+    c = x.shape[1]
+    x = x.to(acc_dtype(x.dtype), memory_format=torch.contiguous_format).contiguous()  # (to() keeps a same-dtype x)
+    if y.device.type == "cpu" and y.numel():
+        lo, hi = (int(v) for v in torch.aminmax(y))
+        ig = f.ignore_index
+        if lo >= 0 and hi < c and (ig is None or not lo <= ig <= hi):
+            return x, y.long(), None
+    _, ys, _, vf = _mc_labels(x, y, f)
+    return x, ys, vf
+
+
+# |x| (the largest plus log C) up to which exp(x), its sums over C and the backward's sum_c gP_c exp(x_c)
+# stay normal and finite, even under a loss scale of 2^16 or more
+_EXP_RANGE = {torch.float32: 64.0, torch.float64: 600.0}
+
+
+def _exp_sum(x):
+    """(e, z, m) over C of (N, C, s): e = exp(x - m), z = sum_c e (N, 1, s), so that softmax = e / z and
+    logsumexp = m + log z. On CPU logits well inside the exponent range (one aminmax: |x| <= 64 in
+    float32, see ``_EXP_RANGE``) take m = 0 (None): exp(x) is then as exact as exp(x - max) and the
+    max and the subtraction, two passes over the tile, are saved. Elsewhere m = max_c x."""
+    lim = _EXP_RANGE.get(x.dtype)
+    if x.device.type == "cpu" and lim is not None and x.numel():
+        lo, hi = (float(v) for v in torch.aminmax(x))  # NaN fails the test
+        if lo >= -lim and hi + math.log(x.shape[1]) <= lim:
+            e = torch.exp(x)
+            return e, e.sum(1, keepdim=True), None
+    m = x.amax(1, keepdim=True)
+    e = torch.sub(x, m).exp_()
+    return e, e.sum(1, keepdim=True), m
+
+
+def _at_label(a, idx):
+    """a (N, C, 1) at the label's class: (N, 1, s)."""
+    n = idx.shape[0]
+    return a.view(n, -1).gather(1, idx).view(n, 1, -1)
 
 
 def _mc_fwd_fast(x, y, f):
     """I, P, T, L, n of the fast case: P over every channel, I / T / L / n scattered to the label's class."""
     n, c = x.shape[:2]
-    x, ys, valid, vf = _mc_labels(x, y, f)
+    x, ys, vf = _fast_labels(x, y, f)
     idx = ys.view(n, -1)
     zeros = torch.zeros((n, c), dtype=x.dtype, device=x.device)
-    if f.pixel == 1:
-        lse = torch.logsumexp(x, 1, keepdim=True)
-        p = torch.exp(x - lse)
-    else:
-        p = torch.softmax(x, 1)
+    e, z, m = _exp_sum(x)
+    p = e.div_(z)
     pk = p * p if f.squared else p
-    if _all_valid(valid, f):
-        p_sum = pk.sum(-1)
+    if vf is None:
+        p_sum, w = pk.sum(-1), torch.ones_like(idx, dtype=x.dtype)
     else:  # ignored pixels, or labels outside [0, C) (value checks off): in no sum
-        p_sum = torch.bmm(pk, vf.transpose(1, 2)).squeeze(-1)
-    p_y = p.gather(1, ys) * vf
-    count = zeros.scatter_add(1, idx, vf.view(n, -1))
+        p_sum, w = torch.bmm(pk, vf.transpose(1, 2)).squeeze(-1), vf.view(n, -1)
+    p_y = p.gather(1, ys).view(n, -1)
+    count = zeros.scatter_add(1, idx, w)
     l_sum = zeros
-    if f.pixel == 1:
-        l_sum = zeros.scatter_add(1, idx, ((lse - x.gather(1, ys)) * vf).view(n, -1))
-    return torch.stack([zeros.scatter_add(1, idx, p_y.view(n, -1)), p_sum, count, l_sum, count], -1)
+    if f.pixel == 1:  # CE: lse - x_y, lse = m + log z
+        lse = torch.log(z) if m is None else m + torch.log(z)
+        l_y = (lse - x.gather(1, ys)).view(n, -1)
+        l_sum = zeros.scatter_add(1, idx, l_y if vf is None else l_y * w)
+    return torch.stack([zeros.scatter_add(1, idx, p_y if vf is None else p_y * w), p_sum, count, l_sum, count], -1)
 
 
 def _mc_bwd_fast(x, y, g, f):
-    """dx of the fast case: with a_c = gP_c (2 p_c if squared) + gI_c [c = y] + the CE term,
-    dx_c = p_c (a_c - sum_c' p_c' a_c') in three passes over the tile and one scatter."""
-    n, c, s = x.shape
-    x, ys, valid, vf = _mc_labels(x, y, f)
-    g_i, g_p, g_l = (g[:, :, k:k + 1] for k in (0, 1, 3))  # (N, C, 1)
-    p = torch.softmax(x, 1)
-    p_y = p.gather(1, ys)
-    q = p_y * g_i.expand(-1, -1, s).gather(1, ys)  # p_y gI_y: the label channel's I term
-    if f.squared:
-        u = (2.0 * g_p) * p
-        base = u - ((p * u).sum(1, keepdim=True) + q)
-    else:
-        base = g_p - ((p * g_p).sum(1, keepdim=True) + q)
-    extra = q
+    """dx of the fast case: with a_c = gP_c (2 p_c if squared) + gI_c [c = y] + the CE term gL_y,
+    dx_c = p_c (a_c - sum_c' p_c' a_c') + [c = y] (gI_y p_y - gL_y). Unsquared, with p = e / z and
+    r = sum_c' p_c' gP_c' + gI_y p_y - gL_y (a (1, C) x (C, s) product per image, then (N, 1, s) math),
+    dx = e (gP / z - r / z): one broadcast pass and one in place, p never written."""
+    n = x.shape[0]
+    x, ys, vf = _fast_labels(x, y, f)
+    idx = ys.view(n, -1)
+    g_i, g_p, g_l = (g[:, :, k:k + 1] for k in range(3))  # (N, C, 1)
+    e, z, _ = _exp_sum(x)
+    rz = z.reciprocal()
+    extra = e.gather(1, ys) * rz * _at_label(g_i, idx)  # p_y gI_y: the label channel's I term
     if f.pixel == 1:  # CE: gL_y (p_j - [j = y])
-        cl = g_l.expand(-1, -1, s).gather(1, ys)
-        base = base + cl
-        extra = q - cl
-    dx = p * base
+        extra = extra - _at_label(g_l, idx)
+    if f.squared:
+        p = e.mul_(rz)
+        u = (2.0 * g_p) * p
+        dx = u.sub_((p * u).sum(1, keepdim=True) + extra).mul_(p)
+    else:
+        r = torch.bmm(g_p.transpose(1, 2), e).mul_(rz).add_(extra)
+        dx = torch.addcmul(r.mul_(rz).neg_(), g_p, rz).mul_(e)
     dx.scatter_add_(1, ys, extra)
-    if not _all_valid(valid, f):
-        dx = dx * vf
-    return dx
+    return dx if vf is None else dx.mul_(vf)
 
 
 def _mc_fwd(x, y, w, from_logits, f):
@@ -358,7 +411,7 @@ def _mc_bwd(x, y, w, g, from_logits, f):
     if _mc_fast(w, from_logits, f):
         return _mc_bwd_fast(x, y, g, f)
     x, ys, valid, vf, wl, wl_y, p = _mc_prep(x, y, w, from_logits, f)
-    g_i, g_p, g_l = (g[:, :, k:k + 1] for k in (0, 1, 3))  # (N, C, 1)
+    g_i, g_p, g_l = (g[:, :, k:k + 1] for k in range(3))  # (N, C, 1)
     gi_y = g_i.expand(-1, -1, ys.shape[2]).gather(1, ys)
     gp_y = g_p.expand(-1, -1, ys.shape[2]).gather(1, ys)
     p_y = p.gather(1, ys)
@@ -549,6 +602,124 @@ def _finish(sums, cw, pw, o):
     return loss.reshape(out_shape(o, n, c)), coef
 
 
+# ---- the finisher of a small table on the CPU, on Python floats ------------------------------------
+
+_SMALL = 128  # rows x classes up to which a CPU finisher runs on Python floats (~1 us per entry)
+
+
+def _small_finish(o, sums) -> bool:
+    """The common finishers (the ratio kinds averaged per class; no pixel term, or one reduced to a
+    number) of a small CPU table run on Python floats: the same float64 math as ``_finish`` per
+    (row, class), as the kernel writes it, without ~70 small torch ops (a third of a millisecond)."""
+    r = sums.shape[0] if o.per_image else 1
+    return (sums.device.type == "cpu" and r * sums.shape[1] <= _SMALL and o.kind in ("dice", "jaccard", "tversky")
+            and not o.micro and not o.split and o.process_group is None
+            and (o.pixel == "none" or (o.reduction != "none" and pixel_reduction(o) != "none")))
+
+
+def _ratio_grad_f(num, den, total, eps):
+    """``_ratio_grad`` of one entry."""
+    bad = num + den + total
+    if bad != bad:  # a NaN sum reaches the loss
+        return bad, bad, bad
+    if total == 0:
+        return 1.0, 0.0, 0.0
+    dc = den if den > eps else eps
+    if not dc > 0:
+        return 0.0, 0.0, 0.0
+    s = num / dc
+    return s, 1.0 / dc, (-s / dc if den >= eps else 0.0)
+
+
+def _score_f(i_s, p_s, t_s, o):
+    """``_score`` of one entry (the ratio kinds)."""
+    if o.kind == "dice":
+        num, den, a_i, b_i, b_p = 2.0 * i_s + o.smooth_num, p_s + t_s + o.smooth_den, 2.0, 0.0, 1.0
+    elif o.kind == "jaccard":
+        num, den, a_i, b_i, b_p = i_s + o.smooth_num, p_s + t_s - i_s + o.smooth_den, 1.0, -1.0, 1.0
+    else:
+        num = i_s + o.smooth_num
+        den = i_s + o.alpha * (p_s - i_s) + o.beta * (t_s - i_s) + o.smooth_den
+        a_i, b_i, b_p = 1.0, 1.0 - o.alpha - o.beta, o.alpha
+    s, ds_num, ds_den = _ratio_grad_f(num, den, p_s + t_s, o.eps)
+    return s, ds_num * a_i + ds_den * b_i, ds_den * b_p
+
+
+def _loss_of_f(s, o):
+    """``_loss_of`` of one entry."""
+    if s != s:
+        return s, s
+    if o.score:
+        return s, 1.0
+    if o.log_loss:
+        cl = max(o.eps, _TINY)
+        sc = s if s > cl else cl
+        return -math.log(sc), (-1.0 / sc if s >= cl else 0.0)
+    if o.gamma == 1.0:
+        return 1.0 - s, -1.0
+    d = 1.0 - s
+    if not d > 0:
+        return 0.0, 0.0
+    try:
+        pw = d ** o.gamma
+    except OverflowError:
+        pw = math.inf
+    return pw, -o.gamma * pw / d
+
+
+def _finish_f(sums, cw, pw, o):
+    """(loss, coef per row) of ``_small_finish``'s cases as Python floats: the loss a number, or the
+    "none" table (rows, kept classes); coef (rows, C, 3)."""
+    c = sums.shape[1]
+    rows = (sums if o.per_image else sums.sum(0, keepdim=True)).tolist()
+    r = len(rows)
+    keep = list(range(c)) if o.classes is None else list(o.classes)
+    sel = [True] * c
+    if o.classes is not None:
+        sel = [False] * c
+        for k in keep:
+            sel[k] = True
+    cwl = [1.0] * c if cw is None else [float(v) for v in cw.tolist()]
+    cwv = [cwl[k] if sel[k] else 0.0 for k in range(c)]
+    cdiv = sum(cwv) if o.normalize_class_weight else float(len(keep))
+    if o.reduction == "mean":
+        mult = [v / max(r * cdiv, _TINY) for v in cwv]
+    else:
+        mult = cwv
+    lam_r, lam_p = o.lambda_region, o.lambda_pixel
+    reg, none_rows, coef = 0.0, [], []
+    for row in rows:
+        ls, crow = [], []
+        for k, (i_s, p_s, t_s, _, _) in enumerate(row):
+            s, ds_i, ds_p = _score_f(i_s, p_s, t_s, o)
+            l, dl = _loss_of_f(s, o)
+            if o.zero_absent and t_s == 0:
+                l, dl = 0.0, 0.0
+            ls.append(l if sel[k] else 0.0)
+            crow.append([lam_r * mult[k] * dl * ds_i, lam_r * mult[k] * dl * ds_p, 0.0])
+        reg += sum(m * l for m, l in zip(mult, ls))
+        none_rows.append([cwv[k] * ls[k] for k in keep])
+        coef.append(crow)
+    if o.reduction == "none":
+        return none_rows, coef
+    loss = lam_r * reg
+    if o.pixel != "none":
+        ps = pixel_scale(o, c)
+        pwv = [ps] * c if pw is None else [float(v) * ps for v in pw.tolist()]
+        lw = sum(pwv[k] * row[k][3] for row in rows for k in range(c))
+        if pixel_reduction(o) == "mean":
+            pwc = pwv if o.pixel_weighs_count else [1.0] * c
+            den_p = max(sum(pwc[k] * row[k][4] for row in rows for k in range(c)), _TINY)
+            pix, scale = lw / den_p, lam_p / den_p
+        else:
+            pix, scale = lw, lam_p
+        loss = loss + lam_p * pix
+        for crow in coef:
+            for k in range(c):
+                crow[k][2] = scale * pwv[k]
+    return loss, coef
+
+
 # ---- the launcher functions of kernels.py ---------------------------------------------------------
 
 def forward(x, t, w, cw, pw, pb, o):
@@ -556,27 +727,35 @@ def forward(x, t, w, cw, pw, pb, o):
     f = _Flags(o)
     if pb is not None:
         f.pb = pb.to(acc_dtype(x.dtype)).view(1, -1, 1)
-    n, c, s = x.shape
+    n, c = x.shape[:2]
     acc = acc_dtype(x.dtype)
-    sums = torch.zeros((n, c, 5), dtype=torch.float64, device=x.device)
-    for a, b in _chunks(n, c, s):  # partial sums per chunk, added in float64 in a fixed order
-        xs, ts = x[..., a:b], t[..., a:b]
-        ws = None if w is None else w[..., a:b]
+    sums = None
+    for _, _, xs, ts, ws in _pieces(x, t, w):  # partial sums per chunk, added in float64 in a fixed order
         if o.multiclass:
             part = _mc_fwd(xs, ts, ws, o.from_logits, f)
         else:
             part = _binary_fwd(xs, ts, ws, o.from_logits, f, o.threshold is not None, o.threshold)
-        sums += part.to(torch.float64)
+        part = part.to(torch.float64)
+        sums = part if sums is None else sums + part
     if o.process_group is not None:  # the batch pooled across ranks: every rank finishes the global sums
         sums = all_reduce_sum(sums.sum(0, keepdim=True), o.process_group)
-    loss, coef = _finish(sums, class_vector(cw, o.class_weight_list, x.device),
-                         class_vector(pw, o.pixel_class_weight_list, x.device), o)
+    cwv = class_vector(cw, o.class_weight_list, x.device)
+    pwv = class_vector(pw, o.pixel_class_weight_list, x.device)
+    if _small_finish(o, sums):  # (the "none" table's rows are the loss layout's)
+        loss, coef = _finish_f(sums, cwv, pwv, o)
+        coef = torch.tensor(coef, dtype=acc, device=x.device)
+        if not o.per_image:
+            coef = coef.expand(n, c, NCOEF).contiguous()
+        return torch.tensor(loss, dtype=acc, device=x.device), coef
+    loss, coef = _finish(sums, cwv, pwv, o)
     return loss.to(acc), coef.to(acc)
 
 
 def _upstream(g, coef, o, n, c, acc):
-    """g (N, C, 5) = dLoss/d(sums): the coefficients times the upstream gradient element each (n, c)
-    feeds (``ops.grad_layout``)."""
+    """g (N, C, 3) = dLoss/d(I, P, L): the coefficients times the upstream gradient element each
+    (n, c) feeds (``ops.grad_layout``)."""
+    if g.dim() == 0 and o.classes is None and coef.shape[0] == n:  # one loss value that every (n, c) feeds
+        return coef * g.to(acc)
     off_r, sr, sc, off_p, sp = grad_layout(g, o, n, c)
     extent = 1 + sum((k - 1) * st for k, st in zip(g.shape, g.stride()))
     flat = g.as_strided((extent,), (1,), g.storage_offset()).to(acc)
@@ -587,11 +766,11 @@ def _upstream(g, coef, o, n, c, acc):
     r = img if o.per_image else torch.zeros_like(img)
     idx = off_r + r[:, None] * sr + pos[None, :] * sc
     g_r = torch.where(pos >= 0, flat[idx.clamp_min(0)], 0.0)
-    out = torch.zeros((n, c, 5), dtype=acc, device=dev)
+    out = torch.zeros((n, c, NCOEF), dtype=acc, device=dev)
     out[..., 0] = coef[..., 0] * g_r
     out[..., 1] = coef[..., 1] * g_r
     if o.pixel != "none":
-        out[..., 3] = coef[..., 2] * flat[off_p + img * sp][:, None]
+        out[..., 2] = coef[..., 2] * flat[off_p + img * sp][:, None]
     return out
 
 
@@ -602,17 +781,17 @@ def backward(g, coef, x, t, w, cw, pw, pb, o):
     f = _Flags(o)
     if pb is not None:
         f.pb = pb.to(acc_dtype(x.dtype)).view(1, -1, 1)
-    n, c, s = x.shape
+    n, c = x.shape[:2]
     acc = acc_dtype(x.dtype)
     gs = _upstream(g, coef.to(acc), o, n, c, acc)
     fn = _mc_bwd if o.multiclass else _binary_bwd
-    chunks = _chunks(n, c, s)
-    if len(chunks) == 1:  # one chunk: the gradient is returned as computed when it has the logits' layout
+    pieces = _pieces(x, t, w)
+    d = None
+    if len(pieces) == 1:  # one chunk: the gradient is returned as computed when it has the logits' layout
         d = fn(x, t, w, gs, o.from_logits, f)
         if d.dtype == x.dtype and d.stride() == x.stride():
             return d
     dx = torch.empty_like(x)  # the logits' layout, as the kernels and the fake promise
-    for a, b in chunks:
-        ws = None if w is None else w[..., a:b]
-        dx[..., a:b] = fn(x[..., a:b], t[..., a:b], ws, gs, o.from_logits, f)
+    for a, b, xs, ts, ws in pieces:  # (one chunk: copied once, not computed again)
+        dx[..., a:b] = d if d is not None else fn(xs, ts, ws, gs, o.from_logits, f)
     return dx
