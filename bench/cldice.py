@@ -12,7 +12,10 @@ providers are interleaved rep by rep in one process; medians.
 interpreter, set before triton is imported) on one small image whose every tiled axis has several
 tiles (1x1x128x128; 1x2x18x18x18, three 6^3 tiles per axis in the forward and in the 3D backward's
 scatter form): the interpreter is too slow for the full shapes, and the per-element bytes depend on
-the block / tile ratio, not on the size, once an axis is tiled.
+the block / tile ratio, not on the size, once an axis is tiled. Two numbers: every load and store,
+and without the per-program scratch slots (the neighbour exchange of each pool stage, L1/L2-sized
+per program on a GPU: ``StepTraffic.scratch_bytes``), i.e. what crosses to the inputs, the
+gradient and the partial sums.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def _traffic(ndim, gen):
     with tsl.use_backend("triton"):
         for name, fn in (("tsl cldice_loss", tsl.cldice_loss), ("tsl dice_cldice_loss", tsl.dice_cldice_loss)):
             step = traffic.count_step(lambda a, b, f=fn: f(a, b, mode=mode), x, t)
-            out[name] = step.total / x.numel()
+            out[name] = (step.total / x.numel(), (step.total - step.scratch_bytes) / x.numel())
     return out
 
 
@@ -94,7 +97,7 @@ def main(argv=None):
 
     shapes = ([] if args.only3d else SHAPES_2D) + ([] if args.only2d else SHAPES_3D)
     gen = torch.Generator().manual_seed(0)
-    print("| shape | provider | fwd+bwd median (s) | reps | Triton path B/elem (on) |")
+    print("| shape | provider | fwd+bwd median (s) | reps | Triton path B/elem: all / without scratch (on) |")
     print("|---|---|---|---|---|")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -113,7 +116,8 @@ def main(argv=None):
             bpe = _traffic(len(shape), gen) if args.traffic else {}
             for name, ts in times.items():
                 med = f"{statistics.median(ts):.3f}" if ts else "–"
-                tr = f"{bpe[name]:.1f} ({'x'.join(map(str, TRAFFIC[len(shape)]))})" if name in bpe else ""
+                tr = (f"{bpe[name][0]:.1f} / {bpe[name][1]:.1f} ({'x'.join(map(str, TRAFFIC[len(shape)]))})"
+                      if name in bpe else "")
                 print(f"| {'x'.join(map(str, shape))} | {name} | {med} | {len(ts)} | {tr} |", flush=True)
 
 
