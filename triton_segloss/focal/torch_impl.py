@@ -7,9 +7,11 @@ a buffer is free and with the scalars folded into one multiply.
 
 Sigmoid, from logits: binary targets (one-vs-rest labels, or a float mask that a one-pass
 check finds in {0, 1} on the CPU) use z = (1 - 2t) x, q = sigmoid(z), ce = softplus(z),
-p_t = sigmoid(-z); soft targets the general terms. Softmax, from logits: one softmax whose
-label slot is zeroed, q its class sum, ce = log1p(q / p_y); in the backward that softmax
-becomes the gradient. Probabilities (``from_logits=False``) keep the elementwise forms.
+p_t = sigmoid(-z); soft targets the general terms. Softmax, from logits: the cross-entropy
+path's shifted exponentials (``ce.torch_impl._shifted_exp``: e_k = e^(x_k - x_y) on the CPU, no
+softmax tensor) with the label's slot 0, d_o their class sum: q = d_o / (1 + d_o) and
+ce = log1p(d_o) without cancellation; in the backward e becomes the gradient. Probabilities
+(``from_logits=False``) keep the elementwise forms.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from triton_segloss._core.validate import acc_dtype
+from triton_segloss.ce import torch_impl as _ce
 
 
 def _pow(q, gamma):
@@ -32,6 +35,9 @@ def _reduce(loss, valid, o):
     total = loss.sum()  # in the accumulation dtype, as the kernels' partials (fp64 for fp64 logits)
     if o.reduction == "sum":
         return total, loss.new_ones((1,))
+    if loss.device.type == "cpu":  # the count as a number: free there, and two small ops fewer
+        n = loss.numel() if valid is None else max(int(valid.sum()), 1)  # every pixel ignored: the loss is 0
+        return total / n, torch.full((1,), 1.0 / n, dtype=loss.dtype)
     if valid is None:
         count = torch.full((), float(loss.numel()), dtype=loss.dtype, device=loss.device)
     else:
@@ -340,7 +346,9 @@ def _sigmoid_backward_probs(g, coef, x, t, alpha_w, class_w, o):
 
 # ---- softmax focal ------------------------------------------------------------------------
 
-def _softmax_stats(x, y, alpha_w, class_w, o):
+def _softmax_prob_stats(x, y, alpha_w, class_w, o):
+    """From probabilities (``from_logits=False``): (x, valid, labels, p_y, log p_y > -100,
+    ce = -max(log p_y, -100), q = 1 - p_y, a), the per-pixel ones (N, S)."""
     acc = acc_dtype(x.dtype)
     x = x.to(acc)
     C = x.shape[1]
@@ -349,24 +357,10 @@ def _softmax_stats(x, y, alpha_w, class_w, o):
     if o.ignore_index is not None:
         valid &= y != o.ignore_index
     yc = torch.where(valid, y, 0)
-    a = alpha_w.to(acc)[yc] if alpha_w is not None else o.alpha
-    if class_w is not None:
-        a = a * class_w.to(acc)[yc]
-    a = a * o.scale
-    if not o.from_logits:
-        p = x.gather(1, yc.unsqueeze(1)).squeeze(1)
-        lp = torch.log(p)
-        return x, valid, yc, p, lp > -100.0, -lp.clamp_min(-100.0), 1.0 - p, a
-    m = x.amax(dim=1)
-    ex = torch.exp(x - m.unsqueeze(1))
-    se = ex.sum(dim=1)
-    so = ex.scatter(1, yc.unsqueeze(1), 0.0).sum(dim=1)  # sum over k != y: no cancellation when p_y ~ 1
-    xy = x.gather(1, yc.unsqueeze(1)).squeeze(1)
-    ey = torch.exp(xy - m)
-    big = ey > 0.5
-    ce = torch.where(big, torch.log1p(so / torch.where(big, ey, 1.0)), torch.log(se) + (m - xy))
-    q = so / se
-    return x, valid, yc, (m, se), ey, ce, q, a
+    a = _softmax_weight(yc, alpha_w, class_w, o, acc)
+    p = x.gather(1, yc.unsqueeze(1)).squeeze(1)
+    lp = torch.log(p)
+    return x, valid, yc, p, lp > -100.0, -lp.clamp_min(-100.0), 1.0 - p, a
 
 
 def _softmax_labels(x, y, o):
@@ -386,97 +380,101 @@ def _softmax_labels(x, y, o):
     return yc.unsqueeze(1), valid
 
 
-def _softmax_terms(x, y, alpha_w, class_w, o):
-    """From logits: (p with its label slot zeroed (N, C, S), p_y, q = 1 - p_y, ce, a, valid), the
-    per-pixel ones (N, S).
+def _softmax_terms(x, y, alpha_w, class_w, o, keep=False):
+    """From logits: (e, r, q, p_y, ce, a, label offsets, valid), the per-pixel ones (N, 1, S), valid (N, S).
 
-    q is the sum of the other classes' probabilities (no cancellation where p_y ~ 1); ce = log1p(q / p_y),
-    or lse - x_y = (max x - x_y) + log(sum e^(x - max)) where p_y underflows."""
+    e_k = e^(x_k - s) in a buffer of its own (N, C, S) with the label's slot 0 and d' = d_o + e_y
+    the full class sum (``ce.torch_impl._shifted_exp``: s = x_y on the CPU where that overflows
+    nothing, so e_y = 1, else s = max x), r = 1 / d', so p_k = e_k r. q = 1 - p_y = d_o r is the
+    sum of the other classes' probabilities (no cancellation where p_y ~ 1); ce = -log p_y =
+    log1p(d_o / e_y), or lse - x_y = log d' - (x_y - s) where p_y underflows."""
     acc = acc_dtype(x.dtype)
     yc, valid = _softmax_labels(x, y, o)
-    p = torch.softmax(x, dim=1, dtype=None if x.dtype == acc else acc)
-    py = p.gather(1, yc)
-    p.scatter_(1, yc, 0.0)
-    q = p.sum(1, keepdim=True)
-    ce = torch.div(q, py).log1p_()  # -log p_y = log(1 + q / p_y): exact for p_y ~ 1, fine elsewhere
-    if p.device.type != "cpu" or bool(py.min() < 1e-30):  # p_y (nearly) underflows: lse - x_y instead
-        xa = x.to(acc)
-        m = xa.amax(dim=1, keepdim=True)
-        # there the label is not the max class, whose p (its slot untouched) is 1 / sum e^(x - max)
-        lse_xy = (m - xa.gather(1, yc)).sub_(p.amax(dim=1, keepdim=True).log_())
-        ce = torch.where(py < 1e-30, lse_xy, ce)
-    a = _softmax_weight(yc[:, 0], alpha_w, class_w, o, acc)
-    return p, py[:, 0], q[:, 0], ce[:, 0], a, yc, valid
+    e, do, uy, _, at = _ce._shifted_exp(x, yc, None, acc, others=True, keep=keep)
+    if uy is None:  # e_y = 1
+        r = (do + 1.0).reciprocal_()
+        py, ce = r, torch.log1p(do)
+    else:
+        ey = torch.exp(uy)
+        d = do + ey
+        r = d.reciprocal()
+        py = ey * r
+        ce = torch.where(py < 1e-30, d.log_().sub_(uy), torch.div(do, ey).log1p_())
+    a = _softmax_weight(yc, alpha_w, class_w, o, acc)
+    return e, r, do * r, py, ce, a, at, valid
 
 
 def _softmax_weight(yc, alpha_w, class_w, o, acc):
-    a = alpha_w.to(acc)[yc] if alpha_w is not None else o.alpha
+    """a_y w_y scale per pixel (yc's shape), or a number when both are uniform."""
+    a = _ce._at(alpha_w.to(acc), yc) if alpha_w is not None else o.alpha
     if class_w is not None:
-        a = a * class_w.to(acc)[yc]
+        a = a * _ce._at(class_w.to(acc), yc)
     return a * o.scale
+
+
+def _upstream(g, coef, acc):
+    """The upstream gradient times the finisher's scale: a number for a 0-d one on the CPU (free
+    there), else a tensor."""
+    if g.dim() == 0 and g.device.type == "cpu":
+        return float(g) * (float(coef[0]) if coef.numel() else 1.0)
+    up = g.to(acc)
+    return coef[0] * up if coef.numel() else up
 
 
 def softmax_forward(x, y, alpha_w, class_w, o):
     """Same contract as ``kernels.softmax_forward``."""
     if o.from_logits:
-        p, _, q, ce, a, _, valid = _softmax_terms(x, y, alpha_w, class_w, o)
-        del p
+        _, _, q, _, ce, a, _, valid = _softmax_terms(x, y, alpha_w, class_w, o)
         g = o.gamma
         loss = ce if g == 0.0 else ce.mul_(q.mul_(q) if g == 2.0 else q if g == 1.0 else q.pow_(g))
-        loss = loss.mul_(a) if isinstance(a, torch.Tensor) else (loss.mul_(a) if a != 1.0 else loss)
+        loss = loss.mul_(a) if isinstance(a, torch.Tensor) or a != 1.0 else loss
+        loss = loss[:, 0]
         if valid is not None:
             loss = torch.where(valid, loss, 0.0)
         return _reduce(loss, valid, o)
-    _, valid, _, _, _, ce, q, a = _softmax_stats(x, y, alpha_w, class_w, o)
+    _, valid, _, _, _, ce, q, a = _softmax_prob_stats(x, y, alpha_w, class_w, o)
     loss = torch.where(valid, _pow(q, o.gamma) * ce * a, 0.0)
     return _reduce(loss, valid, o)
 
 
 def softmax_backward(g, coef, x, y, alpha_w, class_w, o):
     """Same contract as ``kernels.softmax_backward``."""
-    if o.from_logits:
-        # dl/dx_k = f (p_k - [k == y]), f = a q^g (1 + g p_y ce / q) = a (q^g + g p_y ce q^(g-1)),
-        # the label slot -q f; q^(g-1) multiplied out for g >= 1 (no division)
-        p, py, q, ce, a, yc, valid = _softmax_terms(x, y, alpha_w, class_w, o)
-        gamma = o.gamma
-        if gamma == 0.0:
-            f = torch.ones_like(q)
-        elif gamma >= 1.0:
-            qg1 = torch.ones_like(q) if gamma == 1.0 else q if gamma == 2.0 else q.pow(gamma - 1.0)
-            f = torch.addcmul(q, py, ce, value=gamma).mul_(qg1)
-        else:
-            qpos = q > 0
-            ratio = torch.where(qpos, ce / torch.where(qpos, q, 1.0), 1.0)
-            f = torch.addcmul(torch.ones_like(q), py, ratio, value=gamma).mul_(q.pow(gamma))
-        up = g.to(f.dtype)
-        if coef.numel():
-            up = coef[0] * up
-        if up.dim() == 0 and not isinstance(a, torch.Tensor):
-            f = f.mul_(a * _number(up))
-        else:
-            f = f.mul_(a).mul_(up) if isinstance(a, torch.Tensor) else f.mul_(up * a)
-        if valid is not None:
-            f = torch.where(valid, f, 0.0)
-        f = f.unsqueeze(1)
-        p.mul_(f)
-        p.scatter_(1, yc, f.mul_(q.unsqueeze(1)).neg_())
-        if valid is not None:
-            p.masked_fill_(~valid.unsqueeze(1), 0.0)  # 0, not 0 * p, where not valid (a NaN logit there stays out)
-        if p.dtype == x.dtype and p.stride() == x.stride():
-            return p
-        return _like(p, x)
-    xa, valid, yc, stats, ey, ce, q, a = _softmax_stats(x, y, alpha_w, class_w, o)
+    if not o.from_logits:
+        return _softmax_backward_probs(g, coef, x, y, alpha_w, class_w, o)
+    # dl/dx_k = f (p_k - [k == y]), f = a q^g (1 + g p_y ce / q) = a (q^g + g p_y ce q^(g-1)),
+    # the label slot -q f; q^(g-1) multiplied out for g >= 1 (no division)
+    e, r, q, py, ce, a, at, valid = _softmax_terms(x, y, alpha_w, class_w, o, keep=True)
+    gamma = o.gamma
+    if gamma == 0.0:
+        f = torch.ones_like(q)
+    elif gamma >= 1.0:
+        qg1 = None if gamma == 1.0 else q if gamma == 2.0 else q.pow(gamma - 1.0)
+        f = torch.addcmul(q, py, ce, value=gamma)
+        f = f if qg1 is None else f.mul_(qg1)
+    else:
+        qpos = q > 0
+        ratio = torch.where(qpos, ce / torch.where(qpos, q, 1.0), 1.0)
+        f = torch.addcmul(torch.ones_like(q), py, ratio, value=gamma).mul_(q.pow(gamma))
+    up = _upstream(g, coef, f.dtype)
+    if isinstance(up, torch.Tensor) and up.dim():
+        up = up.unsqueeze(1)  # "none": (N, S) -> (N, 1, S)
+    f = f.mul_(a * up)
+    e.mul_(r.mul_(f))  # f p_k = f e_k / d' (r, maybe p_y too, is not read again)
+    e.put_(at, f.mul_(q).neg_())  # the label's slot
+    if valid is not None:
+        e.masked_fill_(~valid.unsqueeze(1), 0.0)  # 0, not 0 * p, where not valid (a NaN logit there stays out)
+    if e.dtype == x.dtype and e.stride() == x.stride():
+        return e
+    return _like(e, x)
+
+
+def _softmax_backward_probs(g, coef, x, y, alpha_w, class_w, o):
+    """From probabilities: only p_y gets a gradient, -a q^g (1 / p_y + g ce / q) (1 / p_y taken as 0
+    where log p_y is clamped)."""
+    xa, valid, yc, p, lp_ok, ce, q, a = _softmax_prob_stats(x, y, alpha_w, class_w, o)
     qpos = q > 0
     ratio = torch.where(qpos, ce / torch.where(qpos, q, 1.0), 1.0)
-    if not o.from_logits:
-        p, lp_ok = stats, ey
-        f = -_pow(q, o.gamma) * (torch.where(lp_ok, 1.0 / torch.where(lp_ok, p, 1.0), 0.0) + o.gamma * ratio) * a
-        f = torch.where(valid, _scale(f, g, coef), 0.0)
-        d = torch.zeros_like(xa).scatter_(1, yc.unsqueeze(1), f.unsqueeze(1))
-        return _like(d, x)
-    m, se = stats
-    f = _pow(q, o.gamma) * (1.0 + o.gamma * (ey / se) * ratio) * a
+    f = -_pow(q, o.gamma) * (torch.where(lp_ok, 1.0 / torch.where(lp_ok, p, 1.0), 0.0) + o.gamma * ratio) * a
     f = torch.where(valid, _scale(f, g, coef), 0.0)
-    pk = torch.exp(xa - m.unsqueeze(1)) / se.unsqueeze(1)
-    d = pk.scatter(1, yc.unsqueeze(1), -q.unsqueeze(1))  # p_k - [k == y], with p_y - 1 = -q
-    return _like(d * f.unsqueeze(1), x)
+    d = torch.zeros_like(xa).scatter_(1, yc.unsqueeze(1), f.unsqueeze(1))
+    return _like(d, x)
