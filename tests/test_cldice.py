@@ -237,7 +237,8 @@ SCATTER_CASES = [
 ]
 
 
-@pytest.mark.parametrize("fn,shape,mode,opts", SCATTER_CASES, ids=lambda v: str(v))
+@pytest.mark.parametrize("fn,shape,mode,opts", SCATTER_CASES,
+                         ids=[f"{c[0].__name__}-{'x'.join(map(str, c[1]))}-{c[2]}" for c in SCATTER_CASES])
 def test_scatter_backward_matches_reference(monkeypatch, fn, shape, mode, opts):
     """The scatter form forced, with blocks small enough for several tiles along every axis: each
     block pixel within K + 2 of its tile gets the tile's share, summed across tiles (fp64)."""
