@@ -100,6 +100,32 @@ def _lovasz_hinge_err_kernel(
 
 
 @triton.jit
+def _softmax_stats(x_row, stride_xc, C, smask, ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """(m, 1 / z) per pixel of the softmax over C classes, in one sweep of class chunks (online max
+    and sum): p_c = exp(x_c - m) / z. ``x_row``: [1, BLOCK_S] pointers of class 0."""
+    m = tl.full([BLOCK_S], float("-inf"), ACC)
+    z = tl.zeros([BLOCK_S], ACC)
+    for c0 in range(0, C, BLOCK_C):
+        c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
+        cm = c < C
+        xt = tl.load(x_row + c[:, None] * stride_xc, mask=cm[:, None] & smask[None, :], other=0.0).to(ACC)
+        xt = tl.where(cm[:, None], xt, float("-inf"))
+        m_new = tl.maximum(m, tl.max(xt, axis=0))
+        z = z * tl.exp(m - m_new) + tl.sum(tl.exp(xt - m_new[None, :]), axis=0)
+        m = m_new
+    return m, 1.0 / z
+
+
+@triton.jit
+def _tile_softmax(xt, cm):
+    """The softmax over axis 0 of a [BLOCK_C, BLOCK_S] tile holding every class (rows ``cm``): the
+    values ``_softmax_stats`` and exp(x - m) / z give for one chunk."""
+    m = tl.max(tl.where(cm[:, None], xt, float("-inf")), axis=0)
+    ex = tl.where(cm[:, None], tl.exp(xt - m[None, :]), 0.0)
+    return ex * (1.0 / tl.sum(ex, axis=0))[None, :]
+
+
+@triton.jit
 def _lovasz_softmax_err_kernel(
     x_ptr,  # logits (probabilities if not FROM_LOGITS), (N, C, S) strided
     t_ptr,  # integer labels, (N, S) strided
@@ -135,24 +161,12 @@ def _lovasz_softmax_err_kernel(
         tmask = km[:, None] & smask[None, :]
         p = tl.load(x_row + k[:, None] * stride_xc, mask=tmask, other=0.0).to(ACC)
         if FROM_LOGITS:
-            m = tl.max(tl.where(km[:, None], p, float("-inf")), axis=0)
-            ex = tl.where(km[:, None], tl.exp(p - m[None, :]), 0.0)
-            p = ex * (1.0 / tl.sum(ex, axis=0))[None, :]
+            p = _tile_softmax(p, km)
         _softmax_errors(p, lab, valid, k, k, km, tmask, pid, key_ptr, fg_ptr, cnt_ptr, n, s, K, stride_kn,
                         stride_kk, ACC)
     else:
         if FROM_LOGITS:
-            m = tl.full([BLOCK_S], float("-inf"), ACC)
-            z = tl.zeros([BLOCK_S], ACC)
-            for c0 in range(0, C, BLOCK_C):
-                c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
-                cm = c < C
-                xt = tl.load(x_row + c[:, None] * stride_xc, mask=cm[:, None] & smask[None, :], other=0.0).to(ACC)
-                xt = tl.where(cm[:, None], xt, float("-inf"))
-                m_new = tl.maximum(m, tl.max(xt, axis=0))
-                z = z * tl.exp(m - m_new) + tl.sum(tl.exp(xt - m_new[None, :]), axis=0)
-                m = m_new
-            inv_z = 1.0 / z
+            m, inv_z = _softmax_stats(x_row, stride_xc, C, smask, ACC, BLOCK_C, BLOCK_S)
         for k0 in range(0, K, BLOCK_C):
             k = k0 + tl.arange(0, BLOCK_C).to(tl.int64)
             km = k < K
@@ -465,26 +479,14 @@ def _lovasz_bwd_kernel(
         if FROM_LOGITS:
             xt = tl.load(x_ptr + n * stride_xn + s[None, :] * stride_xs + c[:, None] * stride_xc, mask=tmask,
                          other=0.0).to(ACC)
-            m = tl.max(tl.where(cm[:, None], xt, float("-inf")), axis=0)
-            ex = tl.where(cm[:, None], tl.exp(xt - m[None, :]), 0.0)
-            p = ex * (1.0 / tl.sum(ex, axis=0))[None, :]
+            p = _tile_softmax(xt, cm)
             dot = tl.sum(tl.where(tmask, p * gp, 0.0), axis=0)
             gp = p * (gp - dot[None, :])
         tl.store(o_row + c[:, None] * stride_oc, gp.to(dx_ptr.dtype.element_ty), mask=tmask)
     else:
         if FROM_LOGITS:
             x_row = x_ptr + n * stride_xn + s[None, :] * stride_xs
-            m = tl.full([BLOCK_S], float("-inf"), ACC)
-            z = tl.zeros([BLOCK_S], ACC)
-            for c0 in range(0, C, BLOCK_C):
-                c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
-                cm = c < C
-                xt = tl.load(x_row + c[:, None] * stride_xc, mask=cm[:, None] & smask[None, :], other=0.0).to(ACC)
-                xt = tl.where(cm[:, None], xt, float("-inf"))
-                m_new = tl.maximum(m, tl.max(xt, axis=0))
-                z = z * tl.exp(m - m_new) + tl.sum(tl.exp(xt - m_new[None, :]), axis=0)
-                m = m_new
-            inv_z = 1.0 / z
+            m, inv_z = _softmax_stats(x_row, stride_xc, C, smask, ACC, BLOCK_C, BLOCK_S)
             dot = tl.zeros([BLOCK_S], ACC)
             for c0 in range(0, C, BLOCK_C):
                 c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
