@@ -8,7 +8,7 @@ a buffer is free and with the scalars folded into one multiply.
 Sigmoid, from logits: binary targets (one-vs-rest labels, or a float mask that a one-pass
 check finds in {0, 1} on the CPU) use z = (1 - 2t) x, q = sigmoid(z), ce = softplus(z),
 p_t = sigmoid(-z); soft targets the general terms. Softmax, from logits: the cross-entropy
-path's shifted exponentials (``ce.torch_impl._shifted_exp``: e_k = e^(x_k - x_y) on the CPU, no
+path's shifted exponentials (``_core.shifted_exp.shifted_exp``: e_k = e^(x_k - x_y) on the CPU, no
 softmax tensor) with the label's slot 0, d_o their class sum: q = d_o / (1 + d_o) and
 ce = log1p(d_o) without cancellation; in the backward e becomes the gradient. Probabilities
 (``from_logits=False``) keep the elementwise forms.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from triton_segloss._core.validate import acc_dtype
-from triton_segloss.ce import torch_impl as _ce
+from triton_segloss._core.shifted_exp import at_label, shifted_exp
 
 
 def _pow(q, gamma):
@@ -384,13 +384,13 @@ def _softmax_terms(x, y, alpha_w, class_w, o, keep=False):
     """From logits: (e, r, q, p_y, ce, a, label offsets, valid), the per-pixel ones (N, 1, S), valid (N, S).
 
     e_k = e^(x_k - s) in a buffer of its own (N, C, S) with the label's slot 0 and d' = d_o + e_y
-    the full class sum (``ce.torch_impl._shifted_exp``: s = x_y on the CPU where that overflows
+    the full class sum (``_core.shifted_exp.shifted_exp``: s = x_y on the CPU where that overflows
     nothing, so e_y = 1, else s = max x), r = 1 / d', so p_k = e_k r. q = 1 - p_y = d_o r is the
     sum of the other classes' probabilities (no cancellation where p_y ~ 1); ce = -log p_y =
     log1p(d_o / e_y), or lse - x_y = log d' - (x_y - s) where p_y underflows."""
     acc = acc_dtype(x.dtype)
     yc, valid = _softmax_labels(x, y, o)
-    e, do, uy, _, at = _ce._shifted_exp(x, yc, None, acc, others=True, keep=keep)
+    e, do, uy, _, at = shifted_exp(x, yc, None, acc, others=True, keep=keep)
     if uy is None:  # e_y = 1
         r = (do + 1.0).reciprocal_()
         py, ce = r, torch.log1p(do)
@@ -406,9 +406,9 @@ def _softmax_terms(x, y, alpha_w, class_w, o, keep=False):
 
 def _softmax_weight(yc, alpha_w, class_w, o, acc):
     """a_y w_y scale per pixel (yc's shape), or a number when both are uniform."""
-    a = _ce._at(alpha_w.to(acc), yc) if alpha_w is not None else o.alpha
+    a = at_label(alpha_w.to(acc), yc) if alpha_w is not None else o.alpha
     if class_w is not None:
-        a = a * _ce._at(class_w.to(acc), yc)
+        a = a * at_label(class_w.to(acc), yc)
     return a * o.scale
 
 
