@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from triton_segloss._core.validate import acc_dtype
 from triton_segloss._core.shifted_exp import at_label, shifted_exp
+from triton_segloss._core.validate import acc_dtype
 
 
 def _pow(q, gamma):
