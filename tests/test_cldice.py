@@ -271,6 +271,30 @@ def test_scatter_gradcheck(monkeypatch):
     assert torch.autograd.gradcheck(lambda a: cldice_loss(a, t, iterations=1), (x,), fast_mode=True)
 
 
+def test_scatter_opcheck_and_dynamic_compile(monkeypatch):
+    """The scatter form (zeroed buffer, atomic adds, a cast for half inputs) behind the backward op:
+    opcheck, and a fullgraph dynamic=True compile of a training step matching eager over two sizes."""
+    from triton_segloss.cldice import kernels
+    from triton_segloss.cldice.ops import ClDiceOptions, cldice
+
+    monkeypatch.setattr(kernels, "BWD_FORM", "scatter")
+    monkeypatch.setitem(kernels.CAPS, "bwd3", 4)
+    x = torch.randn(1, 1, 5, 4, 6)
+    t = _target(x.shape, "binary")
+    o = ClDiceOptions(iterations=1)
+    assert kernels._bwd_geometry(x, 1)[1]
+    _, coef = cldice.forward_op(x, t, *o)
+    torch.library.opcheck(cldice.backward_op, (torch.tensor(0.7), coef, x, t, *o))
+    torch._dynamo.reset()
+    f = torch.compile(lambda a, b: cldice_loss(a, b, iterations=1), fullgraph=True, dynamic=True,
+                      backend="aot_eager")
+    for shape in ((1, 1, 5, 4, 6), (1, 1, 6, 5, 4)):
+        xs, ts = torch.randn(shape), _target(shape, "binary")
+        got, want = value_and_grad(f, xs, ts), value_and_grad(lambda a, b: cldice_loss(a, b, iterations=1), xs, ts)
+        torch.testing.assert_close(got[0], want[0], rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(got[1], want[1], rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_scatter_equals_gather(monkeypatch, dtype):
     """Both forms on the same input, channels_last, fp32 and bf16 (the scatter form accumulates in
