@@ -41,6 +41,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from . import tape
 from .backend import requested_backend, use_backend
 
 NAMESPACE = "triton_segloss"
@@ -130,7 +131,10 @@ class FusedOp:
         if len(tensors) != self.n_tensors or not isinstance(opts, self.options):
             raise TypeError(f"{self.name}: expected {self.tensor_names} and a {self.options.__name__}")
         if EAGER_FAST_PATH and _plain_eager(tensors):
-            return _EagerOp.apply(self, tuple(opts), *tensors)
+            # keep per-pixel tensors for the backward only when there will be one (_core/tape.py):
+            # inside the Function's forward grad mode is always off
+            record = torch.is_grad_enabled() and tensors[0].requires_grad
+            return _EagerOp.apply(self, tuple(opts), record, *tensors)
         return self.forward_op(*tensors, *opts)
 
     def check_grads(self, needs_input_grad):
@@ -168,7 +172,8 @@ class FusedOp:
 # forward and backward implementations through a torch.autograd.Function, which costs a few tens of
 # microseconds per step instead of about half a millisecond (the dispatcher's argument handling,
 # its dynamo-disable wrappers and a redispatch per op). Tests compare the two paths; set False to
-# always go through the op.
+# always go through the op. On this route the PyTorch path may keep per-pixel tensors for its
+# backward (``_core/tape.py``) instead of recomputing them.
 EAGER_FAST_PATH = True
 
 
@@ -182,8 +187,10 @@ class _EagerOp(torch.autograd.Function):
     """The custom op's forward and backward, called directly (see ``EAGER_FAST_PATH``)."""
 
     @staticmethod
-    def forward(ctx, op, flat_opts, *tensors):
-        out = op.fwd_impl(*tensors, *flat_opts)
+    def forward(ctx, op, flat_opts, record, *tensors):
+        with tape.recording(record) as kept:  # see _core/tape.py
+            out = op.fwd_impl(*tensors, *flat_opts)
+        ctx.kept = kept
         outs = out if isinstance(out, tuple) else (out,)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(*tensors, *(outs[i] for i in op.saved_outputs))
@@ -197,16 +204,17 @@ class _EagerOp(torch.autograd.Function):
     def backward(ctx, *grads):
         op = ctx.op
         nt = op.n_tensors
-        ctx_needs = ctx.needs_input_grad[2:]  # the Function's first two arguments are op and flat_opts
+        ctx_needs = ctx.needs_input_grad[3:]  # the Function's first three arguments are op, flat_opts, record
         op.check_grads(ctx_needs)
         saved = ctx.saved_tensors
         inputs, kept = saved[:nt], saved[nt:]
         used = tuple(grads[i] for i in op.grad_outputs)
         dx = None
+        taped, ctx.kept = ctx.kept, None  # handed over once: a retained graph's next backward recomputes
         if ctx_needs[0] and any(g is not None for g in used):
-            with use_backend(ctx.backend):
+            with use_backend(ctx.backend), tape.replaying(taped):
                 dx = op.bwd_impl(*used, *kept, *inputs, *ctx.flat_opts)
-        return (None, None, dx) + (None,) * (nt - 1)
+        return (None, None, None, dx) + (None,) * (nt - 1)
 
 
 def define_op(name: str, options: type, *, tensors: Sequence[str], outputs: int, forward: Callable,

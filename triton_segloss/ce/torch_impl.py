@@ -12,15 +12,19 @@ nothing is masked. The backward recomputes e in a buffer that becomes the gradie
 the label's slot is set to -inf before the exp, so the class sum is d (1 - p_y) without
 cancellation; one broadcast multiply by the per-pixel scale over d and a ``put_`` of
 ``-(1 - p_y)`` times that scale into the label's slot. Every other op works on per-pixel
-(N, 1, S) maps, a C-th of the logits' size; scalars are Python numbers on the CPU.
+(N, 1, S) maps, a C-th of the logits' size; scalars are Python numbers on the CPU. The forward
+computes the backward's e (the label's slot 0) and d_o already; on the eager route it keeps them
+for the backward (``_core/tape.py``), which then is two passes over the logits' size.
 """
 
 from __future__ import annotations
 
 import torch
 
+from triton_segloss._core import tape
 from triton_segloss._core.shifted_exp import at_label as _at
 from triton_segloss._core.shifted_exp import exp_ as _exp_
+from triton_segloss._core.shifted_exp import put_label_ as _put_label_
 from triton_segloss._core.shifted_exp import shifted_exp as _shifted_exp
 from triton_segloss._core.validate import acc_dtype
 
@@ -79,9 +83,17 @@ def forward(x, t, w, pw, o):
     wc = None if w is None else w.to(acc)
     if o.balance:
         wc = _balanced(w, y, valid, C, acc)
-    _, d, uy, su, _ = _shifted_exp(x, y, wc, acc, smooth=eps > 0)
-    log_d = d.log_()
-    nll = log_d if uy is None else log_d - uy  # (N, 1, S)
+    # the label's slot of e left out of d (d_o = d' (1 - p_y), see ``backward``): what the backward
+    # reads, kept for it on the eager route; d' = d_o + e_y
+    e, do, uy, su = _shifted_exp(x, y, wc, acc, smooth=eps > 0, others=True, keep=True)
+    ey = None if uy is None else _exp_(uy.clone())  # the backward's e_y, bit for bit
+    if ey is None:
+        log_d = torch.log1p(do)  # log d' = log(1 + d_o) for s = x_y
+        nll = log_d
+    else:
+        log_d = (do + ey).log_()
+        nll = log_d - uy  # (N, 1, S)
+    tape.keep("ce", e=e, do=do, ey=ey, y=y, valid=valid)
     wy = None if wc is None else _at(wc, y)
     loss = nll if wy is None else nll * wy
     if eps > 0:
@@ -132,14 +144,18 @@ def backward(g, coef, x, t, w, pw, o):
     acc = acc_dtype(x.dtype)
     C = x.shape[1]
     eps = o.label_smoothing
-    y, valid = _labels(x, t, o)
+    kept = tape.taken("ce")  # the forward's e, d_o, e_y on the eager route (_core/tape.py)
+    if kept is None:
+        y, valid = _labels(x, t, o)
+        e, do, uy, _ = _shifted_exp(x, y, None, acc, others=True, keep=True)
+        ey = None if uy is None else _exp_(uy)  # e_y = 1 for s = x_y
+    else:
+        e, do, ey, y, valid = (kept[k] for k in ("e", "do", "ey", "y", "valid"))
     wc = coef[1:] if o.balance else (None if w is None else w.to(acc))
     s = _pixel_scale(g, coef, pw, acc, o)
     a = s if wc is None else _at(wc, y) * s  # the factor of p_c - [c == y]
     if eps > 0:
         a = a * (1.0 - eps)
-    e, do, uy, _, at = _shifted_exp(x, y, None, acc, others=True, keep=True)
-    ey = None if uy is None else _exp_(uy)  # e_y = 1 for s = x_y
     d = do + 1.0 if ey is None else do + ey
     r = d.reciprocal_()
     if eps > 0:
@@ -154,7 +170,7 @@ def backward(g, coef, x, t, w, pw, o):
         ar = r.mul_(a)
         e.mul_(ar)
         at_y = do.mul_(ar).neg_()  # -a (1 - p_y)
-    e.put_(at, at_y)
+    _put_label_(e, y, at_y)
     if valid is not None:
         e.masked_fill_(~valid, 0.0)  # 0, not 0 * p, where not valid (a NaN logit there stays out)
     if e.dtype == x.dtype and e.stride() == x.stride():

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from triton_segloss._core.shifted_exp import at_label, shifted_exp
+from triton_segloss._core import tape
+from triton_segloss._core.shifted_exp import at_label, put_label_, shifted_exp
 from triton_segloss._core.validate import acc_dtype
 
 
@@ -381,7 +382,7 @@ def _softmax_labels(x, y, o):
 
 
 def _softmax_terms(x, y, alpha_w, class_w, o, keep=False):
-    """From logits: (e, r, q, p_y, ce, a, label offsets, valid), the per-pixel ones (N, 1, S), valid (N, S).
+    """From logits: (e, r, q, p_y, ce, a, labels in [0, C), valid), the per-pixel ones (N, 1, S), valid (N, S).
 
     e_k = e^(x_k - s) in a buffer of its own (N, C, S) with the label's slot 0 and d' = d_o + e_y
     the full class sum (``_core.shifted_exp.shifted_exp``: s = x_y on the CPU where that overflows
@@ -390,7 +391,7 @@ def _softmax_terms(x, y, alpha_w, class_w, o, keep=False):
     log1p(d_o / e_y), or lse - x_y = log d' - (x_y - s) where p_y underflows."""
     acc = acc_dtype(x.dtype)
     yc, valid = _softmax_labels(x, y, o)
-    e, do, uy, _, at = shifted_exp(x, yc, None, acc, others=True, keep=keep)
+    e, do, uy, _ = shifted_exp(x, yc, None, acc, others=True, keep=keep)
     if uy is None:  # e_y = 1
         r = (do + 1.0).reciprocal_()
         py, ce = r, torch.log1p(do)
@@ -401,7 +402,7 @@ def _softmax_terms(x, y, alpha_w, class_w, o, keep=False):
         py = ey * r
         ce = torch.where(py < 1e-30, d.log_().sub_(uy), torch.div(do, ey).log1p_())
     a = _softmax_weight(yc, alpha_w, class_w, o, acc)
-    return e, r, do * r, py, ce, a, at, valid
+    return e, r, do * r, py, ce, a, yc, valid
 
 
 def _softmax_weight(yc, alpha_w, class_w, o, acc):
@@ -424,9 +425,16 @@ def _upstream(g, coef, acc):
 def softmax_forward(x, y, alpha_w, class_w, o):
     """Same contract as ``kernels.softmax_forward``."""
     if o.from_logits:
-        _, _, q, _, ce, a, _, valid = _softmax_terms(x, y, alpha_w, class_w, o)
+        keep = tape.recording_now()  # the eager route keeps the terms for the backward (_core/tape.py)
+        terms = _softmax_terms(x, y, alpha_w, class_w, o, keep=keep)
+        if keep:
+            tape.keep("focal", terms=terms)
+        _, _, q, _, ce, a, _, valid = terms
         g = o.gamma
-        loss = ce if g == 0.0 else ce.mul_(q.mul_(q) if g == 2.0 else q if g == 1.0 else q.pow_(g))
+        if keep:  # the kept q and ce stay as they are: per-pixel maps, a C-th of the logits' size
+            loss = ce.clone() if g == 0.0 else ce * (q * q if g == 2.0 else q if g == 1.0 else q.pow(g))
+        else:
+            loss = ce if g == 0.0 else ce.mul_(q.mul_(q) if g == 2.0 else q if g == 1.0 else q.pow_(g))
         loss = loss.mul_(a) if isinstance(a, torch.Tensor) or a != 1.0 else loss
         loss = loss[:, 0]
         if valid is not None:
@@ -443,7 +451,9 @@ def softmax_backward(g, coef, x, y, alpha_w, class_w, o):
         return _softmax_backward_probs(g, coef, x, y, alpha_w, class_w, o)
     # dl/dx_k = f (p_k - [k == y]), f = a q^g (1 + g p_y ce / q) = a (q^g + g p_y ce q^(g-1)),
     # the label slot -q f; q^(g-1) multiplied out for g >= 1 (no division)
-    e, r, q, py, ce, a, at, valid = _softmax_terms(x, y, alpha_w, class_w, o, keep=True)
+    kept = tape.taken("focal")
+    terms = kept["terms"] if kept is not None else _softmax_terms(x, y, alpha_w, class_w, o, keep=True)
+    e, r, q, py, ce, a, yc, valid = terms
     gamma = o.gamma
     if gamma == 0.0:
         f = torch.ones_like(q)
@@ -460,7 +470,7 @@ def softmax_backward(g, coef, x, y, alpha_w, class_w, o):
         up = up.unsqueeze(1)  # "none": (N, S) -> (N, 1, S)
     f = f.mul_(a * up)
     e.mul_(r.mul_(f))  # f p_k = f e_k / d' (r, maybe p_y too, is not read again)
-    e.put_(at, f.mul_(q).neg_())  # the label's slot
+    put_label_(e, yc, f.mul_(q).neg_())  # the label's slot
     if valid is not None:
         e.masked_fill_(~valid.unsqueeze(1), 0.0)  # 0, not 0 * p, where not valid (a NaN logit there stays out)
     if e.dtype == x.dtype and e.stride() == x.stride():
