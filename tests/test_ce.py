@@ -87,15 +87,29 @@ def test_equals_torch_cross_entropy(backend, opts):
     compare_to_reference(tsl.cross_entropy, F.cross_entropy, x, t, upstream=upstream_not_one, **kw)
 
 
-def test_many_classes_sweep_in_chunks(backend):
-    # C = 70 > 64: the kernels sweep the classes in two chunks with an online log-sum-exp
+@pytest.mark.parametrize("opts", OPTIONS, ids=_id)
+def test_many_classes_sweep_in_chunks(backend, opts):
+    # C = 70 > 64: the kernels sweep the classes in two chunks with an online log-sum-exp; the forward
+    # writes the per-pixel statistics the backward reads instead of sweeping twice
     x = torch.randn(2, 70, 3, 5) * 4
-    t = torch.randint(0, 70, (2, 3, 5))
+    t = _labels(x.shape, opts.get("ignore_index"))
     t[0, 0, 0] = 69
-    for opts in ({}, {"weight": "w", "label_smoothing": 0.2}, {"balance": True, "reduction": "none"},
-                 {"balance": True, "weight": "w", "pixel_weight": "m", "label_smoothing": 0.1}):
-        compare_to_reference(tsl.cross_entropy, ref.cross_entropy, x, t, upstream=upstream_not_one,
-                             **_materialise(opts, x))
+    compare_to_reference(tsl.cross_entropy, ref.cross_entropy, x, t, upstream=upstream_not_one,
+                         **_materialise(opts, x))
+
+
+@pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.2, "weight": "w"}, {"reduction": "none"}], ids=_id)
+def test_many_classes_large_logits(backend, opts):
+    # logits of magnitude ~1000 and C = 150: lse = mx + log d kept in two parts, 1 - p_y from the other
+    # classes' sum and the smoothing sum as non-negative terms, so nothing cancels
+    x = torch.randn(2, 150, 2, 3, dtype=torch.float64) * 1000
+    x[:, 7] += 2000  # class 7 dominates: p_7 ~ 1 exactly where the label is 7
+    t = torch.randint(0, 150, (2, 2, 3))
+    t[0, 0] = 7
+    compare_to_reference(tsl.cross_entropy, ref.cross_entropy, x, t, upstream=upstream_not_one,
+                         **_materialise(opts, x))
+    compare_to_reference(tsl.cross_entropy, ref.cross_entropy, x.float(), t, upstream=upstream_not_one,
+                         **_materialise(opts, x))
 
 
 def test_single_class_and_empty_spatial_are_errors():
@@ -234,15 +248,21 @@ def test_opcheck(backend):
                                     label_smoothing=0.1, reduction="none")),
         ((x, t, None, None), CEOptions(weight_values=(0.5, 1.0, 2.0), ignore_index=-100)),
     ]
+    # more classes than one chunk: the forward's per-pixel statistics are an output the backward reads
+    xw = torch.randn(2, 70, 20, requires_grad=True)
+    tw = torch.randint(0, 70, (2, 1, 20))
+    cases += [((xw, tw, None, m), CEOptions(label_smoothing=0.1)),
+              ((xw, tw, None, None), CEOptions(balance=True, reduction="none"))]
     for tensors, o in cases:
         torch.library.opcheck(ce_op.forward_op, (*tensors, *o))
     # the backward op has no derivative of its own (no double backward): check it on plain tensors
     g = torch.randn(2, 20)
     for (xx, *rest), o in cases:
         xd = xx.detach()
-        _, coef = ce_op.forward_op(xd, *rest, *o)
+        _, coef, stats = ce_op.forward_op(xd, *rest, *o)
+        assert stats.shape == ((2, 3, 20) if xd.shape[1] > 64 else (0,))
         grad = g if o.reduction == "none" else g[0, 0]
-        torch.library.opcheck(ce_op.backward_op, (grad, coef, xd, *rest, *o))
+        torch.library.opcheck(ce_op.backward_op, (grad, coef, stats, xd, *rest, *o))
 
 
 def test_compile_fullgraph(backend):

@@ -148,7 +148,7 @@ def cross_entropy(
     w, w_values = _class_weight(logits, weight)
     opts = CEOptions(weight_values=w_values, balance=balance, ignore_index=ignore_index,
                      label_smoothing=label_smoothing, reduction=reduction)
-    loss, _ = ce(as_ncs(logits, n, c), t, w, _pixel_weight(logits, pixel_weight), opts)
+    loss, _, _ = ce(as_ncs(logits, n, c), t, w, _pixel_weight(logits, pixel_weight), opts)
     if reduction == "none":
         return loss.view(n, *logits.shape[2:])
     return loss

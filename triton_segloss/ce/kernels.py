@@ -18,10 +18,11 @@ A training step is three launches (four for ``reduction="none"`` with
 * ``_ce_bwd_kernel`` reads the coefficients and the upstream gradient from
   device memory and writes the gradient once.
 
-Traffic: the forward reads the logits once (a second sweep over the classes,
-with label smoothing, and the backward's sweeps re-read the tile a program
-just read: at most 16 KiB, served by the cache). Nothing per pixel is saved
-between forward and backward.
+Traffic: the forward reads the logits once and the backward once (label smoothing
+included; only ``balance`` with label smoothing sweeps the forward's tile twice,
+a re-read of the tile a program just read). Above ONE_TILE_CLASSES classes the
+backward's statistics (lse's two parts and 1 - p_y) come from the forward, 12 B
+per pixel written and read back, instead of a second sweep over the classes.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import triton.language as tl
 from triton_segloss._core.aot import aot_spec
 from triton_segloss._core.jit import device_guard, scalar, split_f64, sum_rows, tl_acc
 from triton_segloss._core.validate import acc_dtype
+
+from .ops import ONE_TILE_CLASSES, stats_shape
 
 NSTAT = 4  # per-class partials with balance: [A_c, B_c, N_c, M_c]
 MAX_PARTIAL_ROWS = 2048  # a program sweeps several tiles when there are more (fewer rows for the finisher)
@@ -58,6 +61,7 @@ def _ce_fwd_kernel(
     coef_ptr,  # the finisher's [scale, w_0 .. w_{C-1}] in ACC; w read instead of w_ptr if APPLY_COEF
     loss_ptr,  # per-pixel loss out, contiguous (N, S) in ACC; written if STORE_LOSS
     part_ptr,  # per-program partials out, contiguous (programs, K) in ACC; written if STORE_PARTIALS
+    stat_ptr,  # per-pixel statistics out, contiguous (N, 3, S) in ACC: [mx, log d, 1 - p_y]; written if STORE_STATS
     C, S,
     progs_per_image,  # programs per image; each sweeps `iters` consecutive tiles of BLOCK_S pixels
     iters,
@@ -69,6 +73,7 @@ def _ce_fwd_kernel(
     ls_hi, ls_lo,  # label smoothing eps (fp32 pair)
     HAS_WEIGHT: tl.constexpr, HAS_PIXEL_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr, SMOOTH: tl.constexpr,
     BALANCE: tl.constexpr, STORE_LOSS: tl.constexpr, STORE_PARTIALS: tl.constexpr, APPLY_COEF: tl.constexpr,
+    STORE_STATS: tl.constexpr,  # C > BLOCK_C: the backward reads the statistics instead of a second class sweep
     ONE_CHUNK: tl.constexpr,  # C <= BLOCK_C: per-class partials stay in registers across the tiles (else in part)
     ACC: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
@@ -87,6 +92,12 @@ def _ce_fwd_kernel(
     so that with the balanced weights w_c = w'_c / N_c the finisher forms
     sum l = sum_c w_c [(1 - eps) A_c + eps / C B_c] and sum wt = sum_c w_c M_c.
     APPLY_COEF (``"none"`` with balance, after the finisher): the map uses w = coef[1:].
+
+    One sweep over the class chunks per tile: besides mx and d it carries d_o, the sum over the
+    classes other than y (so 1 - p_y = d_o / d without cancellation), and for label smoothing
+    T = sum_c w_c (mx - x_c), rescaled as mx grows (T += W_seen (mx_new - mx)): every term >= 0, so
+    sum_c w_c (lse - x_c) = T + W log d has no cancellation either. Only BALANCE with SMOOTH sweeps
+    again (its per-class sums need lse first). STORE_STATS writes [mx, log d, d_o / d] per pixel.
     """
     pid = tl.program_id(0).to(tl.int64)
     n = pid // progs_per_image
@@ -115,18 +126,40 @@ def _ce_fwd_kernel(
 
         mx = tl.full([BLOCK_S], float("-inf"), ACC)
         d = tl.zeros([BLOCK_S], dtype=ACC)
+        d_o = tl.zeros([BLOCK_S], dtype=ACC)  # the classes other than y
         xy = tl.zeros([BLOCK_S], dtype=ACC)
+        t_sm = tl.zeros([BLOCK_S], dtype=ACC)  # T = sum_c w_c (mx - x_c) over the chunks so far
+        w_seen = tl.zeros([], dtype=ACC)
         for c0 in range(0, C, BLOCK_C):
             c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)  # int64: c * stride_xc passes 2^31 in large volumes
             cmask = c < C
             x = tl.load(x_row + c[:, None] * stride_xc, mask=cmask[:, None] & smask[None, :], other=0.0).to(ACC)
             x = tl.where(cmask[:, None], x, float("-inf"))
             mx_new = tl.maximum(mx, tl.max(x, axis=0))
-            d = d * tl.exp(mx - mx_new) + tl.sum(tl.exp(x - mx_new[None, :]), axis=0)
+            alpha = tl.exp(mx - mx_new)
+            e = tl.exp(x - mx_new[None, :])
+            is_y = c[:, None] == y[None, :]
+            d = d * alpha + tl.sum(e, axis=0)
+            if STORE_STATS:
+                d_o = d_o * alpha + tl.sum(tl.where(is_y, 0.0, e), axis=0)
+            if SMOOTH and not (BALANCE and STORE_PARTIALS):
+                if APPLY_COEF:
+                    wc = tl.load(coef_ptr + 1 + c, mask=cmask, other=0.0).to(ACC)
+                else:
+                    wc = _class_weight(w_ptr, stride_w, c, cmask, HAS_WEIGHT, ACC)
+                grow = w_seen * (mx_new - tl.where(w_seen > 0, mx, mx_new))  # 0, not 0 * inf, before any class
+                t_sm = t_sm + grow + tl.sum(tl.where(cmask[:, None], wc[:, None] * (mx_new[None, :] - x), 0.0),
+                                            axis=0)
+                w_seen += tl.sum(wc, axis=0)
             mx = mx_new
-            xy += tl.sum(tl.where(c[:, None] == y[None, :], x, 0.0), axis=0)
+            xy += tl.sum(tl.where(is_y, x, 0.0), axis=0)
         log_d = tl.log(d)
         nll = (mx - xy) + log_d  # lse - x_y without forming lse (no cancellation for large logits)
+        if STORE_STATS:
+            st = stat_ptr + n * 3 * S + s
+            tl.store(st, mx, mask=smask)
+            tl.store(st + S, log_d, mask=smask)
+            tl.store(st + 2 * S, d_o / d, mask=smask)
 
         if BALANCE and STORE_PARTIALS:
             for c0 in range(0, C, BLOCK_C):
@@ -164,18 +197,7 @@ def _ce_fwd_kernel(
                 wy = _class_weight(w_ptr, stride_w, yy, valid, HAS_WEIGHT, ACC)
             loss = (1.0 - eps) * wy * nll
             if SMOOTH:
-                sm = tl.zeros([BLOCK_S], dtype=ACC)
-                for c0 in range(0, C, BLOCK_C):
-                    c = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
-                    cmask = c < C
-                    x = tl.load(x_row + c[:, None] * stride_xc, mask=cmask[:, None] & smask[None, :],
-                                other=0.0).to(ACC)
-                    if APPLY_COEF:
-                        wc = tl.load(coef_ptr + 1 + c, mask=cmask, other=0.0).to(ACC)
-                    else:
-                        wc = _class_weight(w_ptr, stride_w, c, cmask, HAS_WEIGHT, ACC)
-                    sm += tl.sum(wc[:, None] * ((mx[None, :] - x) + log_d[None, :]), axis=0)
-                loss += eps / C * sm
+                loss += eps / C * (t_sm + w_seen * log_d)  # sum_c w_c (lse - x_c)
             loss = tl.where(valid, loss * m, 0.0)
             if STORE_LOSS:
                 tl.store(loss_ptr + n * S + s, loss, mask=smask)
@@ -276,6 +298,7 @@ def _ce_bwd_kernel(
     g_ptr,  # upstream gradient: (N, S) strided map if G_IS_MAP, else the 0-d loss gradient
     coef_ptr,  # the finisher's [scale, w_0 .. w_{C-1}] in ACC; scale read if not G_IS_MAP, w if BALANCE
     dx_ptr,  # gradient out, (N, C, S) strided, logits' dtype
+    stat_ptr,  # the forward's per-pixel [mx, log d, 1 - p_y], contiguous (N, 3, S) in ACC; read if HAS_STATS
     C, S,
     n_blocks_s,  # programs per image
     stride_xn, stride_xc, stride_xs,
@@ -288,11 +311,13 @@ def _ce_bwd_kernel(
     ls_hi, ls_lo,  # label smoothing eps (fp32 pair)
     HAS_WEIGHT: tl.constexpr, HAS_PIXEL_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr, SMOOTH: tl.constexpr,
     BALANCE: tl.constexpr, G_IS_MAP: tl.constexpr,
-    ONE_CHUNK: tl.constexpr,  # C <= BLOCK_C: one read of the logits (kept in registers), else two sweeps
+    ONE_CHUNK: tl.constexpr,  # C <= BLOCK_C: one read of the logits (kept in registers)
+    HAS_STATS: tl.constexpr,  # else: the forward's statistics, and one sweep over the class chunks
     ACC: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """Recomputes lse (a first sweep over class chunks, or the one tile in registers when ONE_CHUNK),
-    then with p_c = e^{x_c - lse} and W = sum_c w_c:
+    """Takes lse = mx + log d and 1 - p_y from the one tile in registers (ONE_CHUNK) or from the
+    forward's statistics (HAS_STATS; a first sweep over the class chunks recomputes them when
+    neither), then with p_c = e^{x_c - lse} and W = sum_c w_c:
 
         dl/dx_c = m * [ (1 - eps) * w_y * (p_c - [c == y]) + eps / C * (W * p_c - w_c) ]
         dx_c    = g * scale * dl/dx_c       (g per pixel for "none", where scale = 1),  0 on ignored pixels
@@ -324,6 +349,17 @@ def _ce_bwd_kernel(
         w_total = tl.zeros([], dtype=ACC)
         if SMOOTH:
             w_total = tl.sum(_smooth_weights(w_ptr, stride_w, coef_ptr, c0, cmask0, HAS_WEIGHT, BALANCE, ACC), axis=0)
+    elif HAS_STATS:
+        st = stat_ptr + n * 3 * S + s
+        mx = tl.load(st, mask=smask, other=0.0)
+        log_d = tl.load(st + S, mask=smask, other=0.0)
+        one_minus_py = tl.load(st + 2 * S, mask=smask, other=0.0)
+        w_total = tl.zeros([], dtype=ACC)
+        if SMOOTH:
+            for cb in range(0, C, BLOCK_C):
+                c = cb + c0
+                w_total += tl.sum(_smooth_weights(w_ptr, stride_w, coef_ptr, c, c < C, HAS_WEIGHT, BALANCE, ACC),
+                                  axis=0)
     else:
         mx = tl.full([BLOCK_S], float("-inf"), ACC)
         d = tl.zeros([BLOCK_S], dtype=ACC)
@@ -343,8 +379,9 @@ def _ce_bwd_kernel(
             if SMOOTH:
                 w_total += tl.sum(_smooth_weights(w_ptr, stride_w, coef_ptr, c, cmask, HAS_WEIGHT, BALANCE, ACC),
                                   axis=0)
-    log_d = tl.log(d)
-    one_minus_py = d_other / d
+    if not HAS_STATS:
+        log_d = tl.log(d)
+        one_minus_py = d_other / d
 
     if BALANCE:
         wy = tl.load(coef_ptr + 1 + yy, mask=valid, other=0.0).to(ACC)
@@ -399,8 +436,8 @@ def _ce_grad_tile(x, c, cmask, y, mx, log_d, one_minus_py, a, scale, eps, w_tota
 # ---- launchers (same names and contract as torch_impl.py) ----------------------------------------
 
 def _blocks(C: int, S: int) -> tuple[int, int, int]:
-    """(BLOCK_C, BLOCK_S, num_warps): classes in chunks of <= 64, a tile of <= 4096 elements."""
-    block_c = max(2, min(triton.next_power_of_2(C), 64))
+    """(BLOCK_C, BLOCK_S, num_warps): classes in chunks of <= ONE_TILE_CLASSES, a tile of <= 4096 elements."""
+    block_c = max(2, min(triton.next_power_of_2(C), ONE_TILE_CLASSES))
     block_s = max(32, min(1024, 4096 // block_c, triton.next_power_of_2(max(S, 1))))
     return block_c, block_s, 4
 
@@ -432,12 +469,15 @@ def _coef_size(C: int, o) -> int:
 
 
 def forward(x, t, w, pw, o):
-    """(loss, coef): the 0-d loss (or the (N, S) map for ``"none"``) and the finisher's coefficients
-    (``ops.coef_size`` of them). ``x``: (N, C, S) logits, ``t``: (N, 1, S) labels, ``w``: (C,) class
+    """(loss, coef, stats): the 0-d loss (or the (N, S) map for ``"none"``), the finisher's
+    coefficients (``ops.coef_size`` of them) and the per-pixel statistics the backward reads
+    (``ops.stats_shape``). ``x``: (N, C, S) logits, ``t``: (N, 1, S) labels, ``w``: (C,) class
     weights or None, ``pw``: (N, 1, S) pixel weights or None. See ``ops.py``."""
     N, C, S = x.shape
     acc = acc_dtype(x.dtype)
     BLOCK_C, BLOCK_S, num_warps = _blocks(C, S)
+    stats = torch.empty(stats_shape(N, C, S), device=x.device, dtype=acc)
+    has_stats = stats.numel() > 0  # exactly when C > BLOCK_C
     n_tiles = triton.cdiv(S, BLOCK_S)
     iters = max(1, min(n_tiles, triton.cdiv(N * n_tiles, MAX_PARTIAL_ROWS)))
     progs = triton.cdiv(n_tiles, iters)
@@ -448,11 +488,12 @@ def forward(x, t, w, pw, o):
     coef = torch.empty((_coef_size(C, o),), device=x.device, dtype=acc)
     loss = torch.empty((N, S) if none else (), device=x.device, dtype=acc)
     common = dict(_common(x, t, w, pw, o), coef_ptr=coef if coef.numel() else None, loss_ptr=loss, part_ptr=part,
-                  ONE_CHUNK=C <= BLOCK_C, BLOCK_S=BLOCK_S, BLOCK_C=BLOCK_C, num_warps=num_warps)
+                  stat_ptr=stats if has_stats else None, ONE_CHUNK=C <= BLOCK_C, BLOCK_S=BLOCK_S, BLOCK_C=BLOCK_C,
+                  num_warps=num_warps)
     with device_guard(x):
-        if need_sums:
+        if need_sums:  # this pass writes the statistics (the first of the two with "none" and balance)
             _ce_fwd_kernel[(N * progs,)](**common, progs_per_image=progs, iters=iters, STORE_LOSS=False,
-                                         STORE_PARTIALS=True, APPLY_COEF=False)
+                                         STORE_PARTIALS=True, APPLY_COEF=False, STORE_STATS=has_stats)
             _ce_finish_kernel[(1,)](
                 part_ptr=part, w_ptr=w, loss_ptr=loss, coef_ptr=coef, n_part=N * progs, C=C,
                 stride_w=common["stride_w"], ls_hi=common["ls_hi"], ls_lo=common["ls_lo"],
@@ -461,23 +502,27 @@ def forward(x, t, w, pw, o):
         if none:
             # the map: one pass without balance; with balance a second pass with the finisher's weights
             _ce_fwd_kernel[(N * n_tiles,)](**common, progs_per_image=n_tiles, iters=1, STORE_LOSS=True,
-                                           STORE_PARTIALS=False, APPLY_COEF=o.balance)
-    return loss, coef
+                                           STORE_PARTIALS=False, APPLY_COEF=o.balance,
+                                           STORE_STATS=has_stats and not need_sums)
+    return loss, coef, stats
 
 
-def backward(g, coef, x, t, w, pw, o):
-    """dLoss/dx with the logits' dtype and layout; ``g``: 0-d, or the (N, S) map for ``"none"``."""
+def backward(g, coef, stats, x, t, w, pw, o):
+    """dLoss/dx with the logits' dtype and layout; ``g``: 0-d, or the (N, S) map for ``"none"``;
+    ``stats`` the forward's (read when the classes take more than one chunk)."""
     N, C, S = x.shape
     dx = torch.empty_like(x)
     BLOCK_C, BLOCK_S, num_warps = _blocks(C, S)
+    has_stats = stats.numel() > 0
     n_blocks_s = triton.cdiv(S, BLOCK_S)
     g_map = o.reduction == "none"
     with device_guard(x):
         _ce_bwd_kernel[(N * n_blocks_s,)](
             **_common(x, t, w, pw, o), g_ptr=g, coef_ptr=coef if coef.numel() else None, dx_ptr=dx,
+            stat_ptr=stats if has_stats else None,
             n_blocks_s=n_blocks_s, stride_gn=g.stride(0) if g_map else 0, stride_gs=g.stride(1) if g_map else 0,
             stride_dn=dx.stride(0), stride_dc=dx.stride(1), stride_ds=dx.stride(2), G_IS_MAP=g_map,
-            ONE_CHUNK=C <= BLOCK_C, BLOCK_S=BLOCK_S, BLOCK_C=BLOCK_C, num_warps=num_warps)
+            ONE_CHUNK=C <= BLOCK_C, HAS_STATS=has_stats, BLOCK_S=BLOCK_S, BLOCK_C=BLOCK_C, num_warps=num_warps)
     return dx
 
 
@@ -492,15 +537,21 @@ def _aot_variants():
         combos = ((True, True), (True, False), (False, True)) if dt == "fp32" else ((True, False),)
         for balance, one_chunk in combos:
             specs.append(aot_spec(_ce_fwd_kernel, dict(flags, BALANCE=balance, ONE_CHUNK=one_chunk, STORE_LOSS=False,
-                                                       STORE_PARTIALS=True, APPLY_COEF=False),
-                                  t_ptr="*i64", loss_ptr=accty, part_ptr=accty, **ptrs))
-        specs.append(aot_spec(_ce_fwd_kernel, dict(flags, BALANCE=True, ONE_CHUNK=True, STORE_LOSS=True,
-                                                   STORE_PARTIALS=False, APPLY_COEF=True),
-                              t_ptr="*u8", loss_ptr=accty, part_ptr=accty, **ptrs))
-        for balance, one_chunk in ((True, True), (False, False), (False, True)):
+                                                       STORE_PARTIALS=True, APPLY_COEF=False,
+                                                       STORE_STATS=not one_chunk),
+                                  t_ptr="*i64", loss_ptr=accty, part_ptr=accty, stat_ptr=accty, **ptrs))
+        for one_chunk in (True, False):
+            specs.append(aot_spec(_ce_fwd_kernel, dict(flags, BALANCE=True, ONE_CHUNK=one_chunk, STORE_LOSS=True,
+                                                       STORE_PARTIALS=False, APPLY_COEF=True, STORE_STATS=False),
+                                  t_ptr="*u8", loss_ptr=accty, part_ptr=accty, stat_ptr=accty, **ptrs))
+        specs.append(aot_spec(_ce_fwd_kernel, dict(flags, BALANCE=False, ONE_CHUNK=False, STORE_LOSS=True,
+                                                   STORE_PARTIALS=False, APPLY_COEF=False, STORE_STATS=True),
+                              t_ptr="*i32", loss_ptr=accty, part_ptr=accty, stat_ptr=accty, **ptrs))
+        for balance, one_chunk, stats in ((True, True, False), (False, False, False), (False, True, False),
+                                          (True, False, True), (False, False, True)):
             specs.append(aot_spec(_ce_bwd_kernel, dict(flags, BALANCE=balance, G_IS_MAP=not balance,
-                                                       ONE_CHUNK=one_chunk),
-                                  t_ptr="*u8", g_ptr=accty, dx_ptr=f"*{dt}", **ptrs))
+                                                       ONE_CHUNK=one_chunk, HAS_STATS=stats),
+                                  t_ptr="*u8", g_ptr=accty, dx_ptr=f"*{dt}", stat_ptr=accty, **ptrs))
         if dt in ("fp32", "fp64"):  # the finisher sees only the accumulation dtype
             modes = ((True, True), (True, False), (False, True), (False, False)) if dt == "fp32" else ((True, True),)
             for balance, mean in modes:
@@ -515,10 +566,10 @@ def _aot_variants():
     big = dict(S="i64", stride_xn="i64", stride_xc="i64", stride_tn="i64", stride_pn="i64", stride_ps="i64",
                **floats)
     specs.append(aot_spec(_ce_fwd_kernel, dict(plain, ONE_CHUNK=True, STORE_LOSS=False, STORE_PARTIALS=True,
-                                               APPLY_COEF=False),
+                                               APPLY_COEF=False, STORE_STATS=False),
                           divisible=("S", "stride_xn", "stride_xc", "stride_tn"), t_ptr="*i64",
                           progs_per_image="i64", **big))
-    specs.append(aot_spec(_ce_bwd_kernel, dict(plain, G_IS_MAP=False, ONE_CHUNK=True, stride_ds=1),
+    specs.append(aot_spec(_ce_bwd_kernel, dict(plain, G_IS_MAP=False, ONE_CHUNK=True, HAS_STATS=False, stride_ds=1),
                           divisible=("S", "stride_xn", "stride_xc", "stride_tn", "stride_dn", "stride_dc"),
                           t_ptr="*i64", n_blocks_s="i64", stride_gn="i64", stride_gs="i64", stride_dn="i64",
                           stride_dc="i64", **big))

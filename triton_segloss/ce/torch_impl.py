@@ -29,6 +29,12 @@ from triton_segloss._core.shifted_exp import shifted_exp as _shifted_exp
 from triton_segloss._core.validate import acc_dtype
 
 
+def _stats_shape(N, C, S):
+    from .ops import stats_shape  # ops imports this module
+
+    return stats_shape(N, C, S)
+
+
 def _labels(x, t, o):
     """(labels for gathers, in [0, C); valid mask, or None when every pixel is valid), (N, 1, S).
 
@@ -73,7 +79,7 @@ def _mean(sl, swt, acc, device):
 
 
 def forward(x, t, w, pw, o):
-    """Same contract as ``kernels.forward``: with e_c = e^(x_c - s) and d = sum_c e_c,
+    """(loss, coef, stats), the contract of ``kernels.forward`` (``stats`` zeros: not read here): with e_c = e^(x_c - s) and d = sum_c e_c,
     -log p_c = log d - (x_c - s) (see ``_shifted_exp`` for s): the kernels' (max x - x_y) + log d
     for s = max x, log d alone for s = x_y; no lse - x_y cancellation either way."""
     acc = acc_dtype(x.dtype)
@@ -109,9 +115,10 @@ def forward(x, t, w, pw, o):
     if valid is not None:
         loss = torch.where(valid, loss, 0.0)
     extra = [wc] if o.balance else []
+    stats = x.new_zeros(_stats_shape(x.shape[0], C, x.shape[2]), dtype=acc)
     if o.reduction == "none":
         coef = torch.cat([torch.ones(1, dtype=acc, device=x.device)] + extra) if o.balance else loss.new_empty((0,))
-        return loss[:, 0], coef
+        return loss[:, 0], coef, stats
     sl = loss.sum()
     if o.reduction == "mean":
         if wt is None:
@@ -121,7 +128,7 @@ def forward(x, t, w, pw, o):
         total, scale = _mean(sl, swt, acc, x.device)
     else:
         total, scale = sl, torch.ones(1, dtype=acc, device=x.device)
-    return total, torch.cat([scale] + extra) if extra else scale
+    return total, torch.cat([scale] + extra) if extra else scale, stats
 
 
 def _pixel_scale(g, coef, pw, acc, o):
@@ -135,7 +142,7 @@ def _pixel_scale(g, coef, pw, acc, o):
     return s if pw is None else pw.to(acc) * s
 
 
-def backward(g, coef, x, t, w, pw, o):
+def backward(g, coef, stats, x, t, w, pw, o):
     """Same contract as ``kernels.backward``:
     dl/dx_c = m [(1 - eps) w_y (p_c - [c == y]) + eps / C (W p_c - w_c)],
     p_c = e_c / d' with e_c = e^(x_c - s) (``_shifted_exp``). The label's slot of e is 0, so its
