@@ -127,6 +127,22 @@ def test_softmax_matches_reference(backend, shape, opts):
     compare_to_reference(_softmax, ref.softmax_focal_loss, x, y, upstream=upstream_not_one, **opts)
 
 
+@pytest.mark.parametrize("opts", SOFTMAX_OPTIONS, ids=lambda o: "-".join(f"{k}{v}" for k, v in o.items()) or "plain")
+def test_softmax_many_classes_every_option(backend, opts):
+    # C = 21 > 16: two class chunks; the forward writes the per-pixel statistics the backward reads
+    kw = dict(opts)
+    if isinstance(kw.get("alpha"), list):
+        kw["alpha"] = (torch.rand(21) + 0.1).tolist()
+    x = torch.randn(2, 21, 5, 3) * 3
+    x[:, 4, 0] += 40.0  # p_4 ~ 1 on a row: q ~ 0 where the label is 4
+    y = _labels(2, 21, 5, 3)
+    y[:, 0, :2] = 4
+    if "ignore_index" in kw:
+        y[torch.rand(y.shape) < 0.3] = kw["ignore_index"]
+    compare_to_reference(_softmax, ref.softmax_focal_loss, x, y, upstream=upstream_not_one, **kw)
+    compare_to_reference(_softmax, ref.softmax_focal_loss, x.double(), y, upstream=upstream_not_one, **kw)
+
+
 def test_softmax_many_classes_odd_size_and_absent_class(backend):
     # C = 21 takes more than one class chunk in the kernel; class 0 never appears
     x = torch.randn(2, 21, 9, 7) * 2
@@ -260,6 +276,8 @@ def test_opcheck(backend):
     y[0, 0, 0] = -100
     a = torch.tensor([0.2, 0.3, 0.5])
     g = torch.randn(2, 3, 8)
+    xw = torch.randn(2, 21, 8, requires_grad=True)
+    yw = torch.randint(0, 21, (2, 1, 8))
     sig_cases = [
         ((x, t, None, None), SigmoidFocalOptions()),
         ((x, t, None, None), SigmoidFocalOptions(alpha=None, gamma=0.5, ignore_index=1.0, reduction="none")),
@@ -269,14 +287,17 @@ def test_opcheck(backend):
         ((x, y, None, None), SoftmaxFocalOptions(alpha=0.25, gamma=0.0, ignore_index=-100, reduction="sum")),
         ((x, y, a, None), SoftmaxFocalOptions(gamma=0.5, ignore_index=1, reduction="none")),
         ((x, y, None, None), SoftmaxFocalOptions(class_alpha=(0.2, 0.3, 0.5), ignore_index=-100, reduction="mean")),
+        # more classes than one chunk: the forward's per-pixel statistics are an output the backward reads
+        ((xw, yw, None, None), SoftmaxFocalOptions(gamma=1.5, reduction="none")),
+        ((xw, yw, None, None), SoftmaxFocalOptions(ignore_index=-100)),
     ]
     for op, cases, gmap in ((focal_sigmoid, sig_cases, g), (focal_softmax, soft_cases, g[:, 0])):
         for tensors, opts in cases:
             torch.library.opcheck(op.forward_op, (*tensors, *opts))
             tensors = (tensors[0].detach(),) + tensors[1:]
-            coef = op.forward_op(*tensors, *opts)[1]
+            saved = op.forward_op(*tensors, *opts)[1:]  # coef (and the softmax op's stats)
             grad = gmap if opts.reduction == "none" else g[0, 0, 0]
-            torch.library.opcheck(op.backward_op, (grad, coef, *tensors, *opts))
+            torch.library.opcheck(op.backward_op, (grad, *saved, *tensors, *opts))
 
 
 @pytest.mark.parametrize("mode", ["binary", "multiclass"])

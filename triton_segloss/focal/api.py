@@ -180,7 +180,7 @@ def focal_loss(
         opts = SoftmaxFocalOptions(alpha=1.0 if alpha_value is None else alpha_value, class_alpha=class_alpha,
                                    gamma=gamma, ignore_index=ignore_index, reduction=reduction,
                                    class_weight_values=class_values, scale=scale, from_logits=from_logits)
-        loss, _ = focal_softmax(x, y, alpha_w, weight_w, opts)
+        loss, _, _ = focal_softmax(x, y, alpha_w, weight_w, opts)
         if reduction == "none":
             return loss.view((n, *logits.shape[2:]))
         return loss

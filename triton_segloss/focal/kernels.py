@@ -32,6 +32,8 @@ from triton_segloss._core.jit import block_for, device_guard, load_ncs, log1p_ex
     split_f64, sum_rows, tl_acc
 from triton_segloss._core.validate import acc_dtype
 
+from .ops import ONE_TILE_CLASSES, softmax_stats_shape
+
 NPART = 2  # partials per program: [sum l, #valid]
 FINISH_BLOCK = 256
 
@@ -310,6 +312,15 @@ def _probs_terms(x_ptr, n, s, y, valid, stride_xn, stride_xc, stride_xs, ACC: tl
 
 
 @triton.jit
+def _softmax_factor(q, ce, ey, se, a, gamma):
+    """f = a_y q^gamma (1 + gamma p_y ce / q), the factor of p_k - [k == y] in dl/dx_k (see the
+    backward kernel), with ce / q set to 1 at q == 0."""
+    qpos = q > 0
+    ratio = tl.where(qpos, ce / tl.where(qpos, q, 1.0), 1.0)
+    return _pow_q(q, gamma) * (1.0 + gamma * (ey / se) * ratio) * a
+
+
+@triton.jit
 def _focal_softmax_fwd_kernel(
     x_ptr,  # logits (softmax probabilities if FROM_PROBS), (N, C, S) strided
     y_ptr,  # integer labels, (N, S) strided
@@ -317,6 +328,7 @@ def _focal_softmax_fwd_kernel(
     w_ptr,  # per-class weight, (C,) strided, its own dtype; read only if HAS_CLASS_WEIGHT
     loss_ptr,  # per-pixel loss out, contiguous (N, S) in ACC; written only if STORE_LOSS
     part_ptr,  # per-program partials out, contiguous (programs, 2) in ACC; written only if STORE_PARTIALS
+    stat_ptr,  # per-pixel statistics out, contiguous (N, 3, S) in ACC: [m, f / se, so]; written if STORE_STATS
     C, S,
     n_blocks_s,  # programs per image
     stride_xn, stride_xc, stride_xs,
@@ -328,7 +340,9 @@ def _focal_softmax_fwd_kernel(
     ignore_index,  # label that marks a pixel ignored (if HAS_IGNORE)
     ALPHA_PER_CLASS: tl.constexpr, HAS_CLASS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr,
     FROM_PROBS: tl.constexpr, STORE_LOSS: tl.constexpr,
-    STORE_PARTIALS: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
+    STORE_PARTIALS: tl.constexpr,
+    STORE_STATS: tl.constexpr,  # C > BLOCK_C: what the backward would need a first sweep over the classes for
+    ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
 ):
     """Softmax focal loss per pixel with label y, over classes in chunks (online max m):
 
@@ -340,7 +354,9 @@ def _focal_softmax_fwd_kernel(
 
     FROM_PROBS: x holds the probabilities; only p_y is read, q = 1 - p_y, ce = min(-log p_y, 100).
     Labels outside [0, C) and ignored pixels give l = 0 and do not count.
-    Partials per program: [sum l, #valid].
+    Partials per program: [sum l, #valid]. STORE_STATS writes per pixel m, f / se (f the backward's
+    factor, ``_softmax_factor``) and so = q se, so the backward sweeps the classes once:
+    dl/dx_k = e^(x_k - m) f / se and dl/dx_y = -so f / se.
     """
     n, s, smask, y, valid, a = _softmax_pixels(
         y_ptr, a_ptr, w_ptr, tl.program_id(0), C, S, n_blocks_s, stride_yn, stride_ys, stride_a, stride_w, al_hi,
@@ -348,8 +364,13 @@ def _focal_softmax_fwd_kernel(
     if FROM_PROBS:
         _p, q, ce, _ok = _probs_terms(x_ptr, n, s, y, valid, stride_xn, stride_xc, stride_xs, ACC)
     else:
-        _m, _se, _ey, ce, q = _softmax_stats(x_ptr, n, s, smask, y, C, stride_xn, stride_xc, stride_xs, ACC,
-                                             BLOCK_C, BLOCK_S)
+        m, se, ey, ce, q = _softmax_stats(x_ptr, n, s, smask, y, C, stride_xn, stride_xc, stride_xs, ACC,
+                                          BLOCK_C, BLOCK_S)
+        if STORE_STATS:
+            st = stat_ptr + n * 3 * S + s
+            tl.store(st, m, mask=smask)
+            tl.store(st + S, _softmax_factor(q, ce, ey, se, a, scalar(ga_hi, ga_lo, ACC)) / se, mask=smask)
+            tl.store(st + 2 * S, q * se, mask=smask)
     loss = tl.where(valid, _pow_q(q, scalar(ga_hi, ga_lo, ACC)) * ce * a, 0.0)
     if STORE_LOSS:
         tl.store(loss_ptr + n * S + s, loss, mask=smask)
@@ -368,6 +389,7 @@ def _focal_softmax_bwd_kernel(
     g_ptr,  # upstream gradient: (N, S) strided map if G_IS_MAP, else the 0-d loss gradient
     coef_ptr,  # one ACC scale dLoss/dl (1 / #valid for "mean", 1 for "sum"); read only if HAS_COEF
     dx_ptr,  # gradient out, (N, C, S) strided, logits' dtype
+    stat_ptr,  # the forward's per-pixel [m, f / se, so], contiguous (N, 3, S) in ACC; read if HAS_STATS
     C, S,
     n_blocks_s,
     stride_xn, stride_xc, stride_xs,
@@ -379,10 +401,11 @@ def _focal_softmax_bwd_kernel(
     ALPHA_PER_CLASS: tl.constexpr, HAS_CLASS_WEIGHT: tl.constexpr, HAS_IGNORE: tl.constexpr,
     FROM_PROBS: tl.constexpr, HAS_COEF: tl.constexpr, G_IS_MAP: tl.constexpr,
     ONE_CHUNK: tl.constexpr,  # C <= BLOCK_C: the logits tile is read once and kept in registers
+    HAS_STATS: tl.constexpr,  # else: m, f / se and so from the forward, and one sweep over the classes
     ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
 ):
-    """Recomputes m, se, so, x_y (first sweep over the classes), then writes dx (second sweep);
-    with ONE_CHUNK both from one read of the tile.
+    """Takes m, se, q and f from the forward's statistics (HAS_STATS) or from the one tile in
+    registers (ONE_CHUNK), or recomputes them in a first sweep over the classes, then writes dx.
 
     With dce/dx_k = p_k - [k == y] and dq/dx_k = p_y (p_k - [k == y]):
 
@@ -397,8 +420,7 @@ def _focal_softmax_bwd_kernel(
         dl/dp_y = -a_y q^gamma [ 1 / p_y + gamma (ce / q) ],   dl/dp_k = 0 for k != y
 
     (1 / p_y dropped where log p_y is clamped). dx = g * coef * dl/dx (g per pixel if
-    G_IS_MAP), 0 on ignored pixels. The second sweep re-reads this program's logits tile,
-    which is still in cache.
+    G_IS_MAP), 0 on ignored pixels.
     """
     n, s, smask, y, valid, a = _softmax_pixels(
         y_ptr, a_ptr, w_ptr, tl.program_id(0), C, S, n_blocks_s, stride_yn, stride_ys, stride_a, stride_w, al_hi,
@@ -417,16 +439,18 @@ def _focal_softmax_bwd_kernel(
                       mask=(c1 < C)[:, None] & smask[None, :], other=0.0).to(ACC)
         xm1 = tl.where((c1 < C)[:, None], xm1, float("-inf"))
         m, se, ey, ce, q = _softmax_stats_tile(xm1, c1[:, None] == y[None, :])
-        qpos = q > 0
-        ratio = tl.where(qpos, ce / tl.where(qpos, q, 1.0), 1.0)
-        f = _pow_q(q, gamma) * (1.0 + gamma * (ey / se) * ratio) * a
+        f = _softmax_factor(q, ce, ey, se, a, gamma)
         inv_se = 1.0 / se
+    elif HAS_STATS:  # f' = f / se and q' = q se = so: the same products -q' f' and e^(x_k - m) f'
+        st = stat_ptr + n * 3 * S + s
+        m = tl.load(st, mask=smask, other=0.0)
+        f = tl.load(st + S, mask=smask, other=0.0)
+        q = tl.load(st + 2 * S, mask=smask, other=0.0)
+        inv_se = tl.full([BLOCK_S], 1.0, ACC)
     else:
         m, se, ey, ce, q = _softmax_stats(x_ptr, n, s, smask, y, C, stride_xn, stride_xc, stride_xs, ACC, BLOCK_C,
                                           BLOCK_S)
-        qpos = q > 0
-        ratio = tl.where(qpos, ce / tl.where(qpos, q, 1.0), 1.0)
-        f = _pow_q(q, gamma) * (1.0 + gamma * (ey / se) * ratio) * a
+        f = _softmax_factor(q, ce, ey, se, a, gamma)
         inv_se = 1.0 / se
     if HAS_COEF:
         f = f * tl.load(coef_ptr).to(ACC)
@@ -499,9 +523,10 @@ def _sigmoid_grid(x):
 
 
 def _softmax_grid(x):
-    """(programs, n_blocks_s, BLOCK_C, BLOCK_S, num_warps): up to 16 classes per chunk, ~2048 elements a tile."""
+    """(programs, n_blocks_s, BLOCK_C, BLOCK_S, num_warps): up to ONE_TILE_CLASSES classes per chunk, ~2048
+    elements a tile."""
     N, C, S = x.shape
-    block_c = min(triton.next_power_of_2(max(C, 1)), 16)
+    block_c = min(triton.next_power_of_2(max(C, 1)), ONE_TILE_CLASSES)
     block_s = max(32, min(2048 // block_c, triton.next_power_of_2(max(S, 1))))
     n_blocks_s = triton.cdiv(S, block_s)
     return N * n_blocks_s, n_blocks_s, block_c, block_s, 4 if block_c * block_s <= 1024 else 8
@@ -592,7 +617,8 @@ def sigmoid_backward(g, coef, x, t, alpha_w, class_w, o):
 
 
 def softmax_forward(x, y, alpha_w, class_w, o):
-    """(loss, coef) of the softmax focal loss on logits (N, C, S) and labels (N, S).
+    """(loss, coef, stats) of the softmax focal loss on logits (N, C, S) and labels (N, S); ``stats``
+    the per-pixel values the backward reads (``ops.softmax_stats_shape``).
 
     ``alpha_w``: per-class weights (C,) (any real dtype and stride) or None (then ``o.alpha``
     applies); ``class_w``: per-class multipliers (C,) or None. ``loss``: 0-d, or the (N, S) map
@@ -601,19 +627,22 @@ def softmax_forward(x, y, alpha_w, class_w, o):
     N, C, S = x.shape
     programs, n_blocks_s, BLOCK_C, BLOCK_S, num_warps = _softmax_grid(x)
     loss, part, coef = _buffers(x, (N, S), programs, o)
+    stats = torch.empty(softmax_stats_shape(N, C, S, o), device=x.device, dtype=acc_dtype(x.dtype))
+    assert stats.numel() == 0 or BLOCK_C < C
     none = o.reduction == "none"
     with device_guard(x):
         _focal_softmax_fwd_kernel[(programs,)](
-            x_ptr=x, y_ptr=y, loss_ptr=loss if none else None, part_ptr=part, C=C, S=S,
+            x_ptr=x, y_ptr=y, loss_ptr=loss if none else None, part_ptr=part,
+            stat_ptr=stats if stats.numel() else None, STORE_STATS=stats.numel() > 0, C=C, S=S,
             n_blocks_s=n_blocks_s, **_named("x", x.stride()), stride_yn=y.stride(0), stride_ys=y.stride(1),
             **_softmax_scalars(alpha_w, class_w, o), STORE_LOSS=none, STORE_PARTIALS=not none, ACC=tl_acc(x.dtype),
             BLOCK_C=BLOCK_C, BLOCK_S=BLOCK_S, num_warps=num_warps)
         if not none:
             _finish(x, part, loss, coef, o)
-    return loss, coef
+    return loss, coef, stats
 
 
-def softmax_backward(g, coef, x, y, alpha_w, class_w, o):
+def softmax_backward(g, coef, stats, x, y, alpha_w, class_w, o):
     """dLoss/dx with the logits' dtype and layout; ``g``: 0-d, or the (N, S) map for ``"none"``."""
     dx = torch.empty_like(x)
     programs, n_blocks_s, BLOCK_C, BLOCK_S, num_warps = _softmax_grid(x)
@@ -622,6 +651,7 @@ def softmax_backward(g, coef, x, y, alpha_w, class_w, o):
     with device_guard(x):
         _focal_softmax_bwd_kernel[(programs,)](
             x_ptr=x, y_ptr=y, g_ptr=g, coef_ptr=coef if coef.numel() else None, dx_ptr=dx,
+            stat_ptr=stats if stats.numel() else None, HAS_STATS=stats.numel() > 0,
             C=x.shape[1], S=x.shape[2], n_blocks_s=n_blocks_s, **_named("x", x.stride()), stride_yn=y.stride(0),
             stride_ys=y.stride(1), stride_gn=gs[0], stride_gs=gs[1], **_named("d", dx.stride()),
             **_softmax_scalars(alpha_w, class_w, o), HAS_COEF=coef.numel() > 0, G_IS_MAP=g_map, ACC=tl_acc(x.dtype),
@@ -646,13 +676,16 @@ def _aot_variants():
                                   coef_ptr=accty, dx_ptr=f"*{dt}", **sig_f))
             sflags = dict(ALPHA_PER_CLASS=True, HAS_CLASS_WEIGHT=True, HAS_IGNORE=True, FROM_PROBS=probs, ACC=acc,
                           BLOCK_C=16, BLOCK_S=128)
-            specs.append(aot_spec(_focal_softmax_fwd_kernel, dict(sflags, STORE_LOSS=True, STORE_PARTIALS=True),
-                                  x_ptr=f"*{dt}", y_ptr="*i64", a_ptr=accty, w_ptr="*i64", loss_ptr=accty,
-                                  part_ptr=accty, **soft_f))
-            specs.append(aot_spec(_focal_softmax_bwd_kernel, dict(sflags, HAS_COEF=True, G_IS_MAP=True,
-                                                                  ONE_CHUNK=not probs),
-                                  x_ptr=f"*{dt}", y_ptr="*u8", a_ptr="*fp32", w_ptr=accty, g_ptr=accty,
-                                  coef_ptr=accty, dx_ptr=f"*{dt}", **soft_f))
+            for stats in (False, True) if not probs else (False,):
+                specs.append(aot_spec(_focal_softmax_fwd_kernel, dict(sflags, STORE_LOSS=True, STORE_PARTIALS=True,
+                                                                      STORE_STATS=stats),
+                                      x_ptr=f"*{dt}", y_ptr="*i64", a_ptr=accty, w_ptr="*i64", loss_ptr=accty,
+                                      part_ptr=accty, stat_ptr=accty, **soft_f))
+            for one_chunk, stats in ((not probs, False), (False, True)) if not probs else ((False, False),):
+                specs.append(aot_spec(_focal_softmax_bwd_kernel, dict(sflags, HAS_COEF=True, G_IS_MAP=True,
+                                                                      ONE_CHUNK=one_chunk, HAS_STATS=stats),
+                                      x_ptr=f"*{dt}", y_ptr="*u8", a_ptr="*fp32", w_ptr=accty, g_ptr=accty,
+                                      coef_ptr=accty, dx_ptr=f"*{dt}", stat_ptr=accty, **soft_f))
         # one-vs-rest on integer labels (int64 and uint8)
         lflags = dict(HAS_ALPHA=True, ALPHA_PER_CLASS=False, HAS_CLASS_WEIGHT=True, HAS_IGNORE=True, LABELS=True,
                       FROM_PROBS=False, ACC=acc, BLOCK=1024)
@@ -677,12 +710,13 @@ def _aot_variants():
     big_soft = {f"stride_{a}": "i64" for a in ("xn", "xc", "yn", "gn", "dn", "dc")}
     splain = dict(stride_xs=1, stride_ys=1, ALPHA_PER_CLASS=False, HAS_CLASS_WEIGHT=False, HAS_IGNORE=True,
                   FROM_PROBS=False, ACC=tl.float32, BLOCK_C=8, BLOCK_S=256)
-    specs.append(aot_spec(_focal_softmax_fwd_kernel, dict(splain, STORE_LOSS=False, STORE_PARTIALS=True),
+    specs.append(aot_spec(_focal_softmax_fwd_kernel, dict(splain, STORE_LOSS=False, STORE_PARTIALS=True,
+                                                          STORE_STATS=False),
                           y_ptr="*i64", S="i64", n_blocks_s="i64",
                           divisible=("S", "stride_xn", "stride_xc", "stride_yn"), **soft_f,
                           **{k: v for k, v in big_soft.items() if k[7] in "xy"}))
     specs.append(aot_spec(_focal_softmax_bwd_kernel, dict(splain, HAS_COEF=True, G_IS_MAP=False, ONE_CHUNK=True,
-                                                          stride_ds=1),
+                                                          HAS_STATS=False, stride_ds=1),
                           y_ptr="*i64", S="i64", n_blocks_s="i64", x_ptr="*bf16", dx_ptr="*bf16",
                           divisible=("S", "stride_xn", "stride_xc", "stride_dn", "stride_dc"), **soft_f, **big_soft))
     return specs

@@ -3,12 +3,16 @@
 
 ``focal_sigmoid(logits, target, alpha_weight?, class_weight?, options) -> (loss, coef)``
 on (N, C, S) views (target: labels (N, 1, S) for the one-vs-rest form);
-``focal_softmax(logits, target, alpha_weight?, class_weight?, options) -> (loss, coef)``
+``focal_softmax(logits, target, alpha_weight?, class_weight?, options) -> (loss, coef, stats)``
 on logits (N, C, S) and labels (N, 1, S). ``loss`` is 0-d (``"mean"``/``"sum"``) or the
 elementwise map (``(N, C, S)`` sigmoid, ``(N, S)`` softmax) for ``"none"``; ``coef``
 holds the one gradient scale per unit upstream gradient the finisher wrote (``(0,)``
-for ``"none"``). The backward reads ``coef`` and the upstream gradient from device
-memory: no host sync anywhere.
+for ``"none"``). ``stats`` (softmax, from logits, C > ONE_TILE_CLASSES: (N, 3, S), else
+(0,)) holds what the Triton forward found per pixel for the backward (the running max,
+the gradient's factor over the shifted class sum, the other classes' shifted sum), so
+the backward sweeps the classes once; zeros from the PyTorch path, whose backward does not read it. The
+backward reads ``coef``, ``stats`` and the upstream gradient from device memory: no
+host sync anywhere.
 
 A per-class ``alpha`` or ``class_weight`` given as a Python sequence travels as
 the option ``class_alpha`` / ``class_weight_values``; its device copy is made once per
@@ -56,6 +60,14 @@ class SoftmaxFocalOptions(NamedTuple):
     class_weight_values: Optional[tuple[float, ...]] = None  # per-class multiplier from a Python sequence (C,)
     scale: float = 1.0  # a uniform multiplier (a number given as class_weight)
     from_logits: bool = True  # False: the input holds softmax probabilities
+
+
+ONE_TILE_CLASSES = 16  # the Triton softmax kernels' widest class chunk (focal/kernels.py)
+
+
+def softmax_stats_shape(N: int, C: int, S: int, o) -> tuple:
+    """Shape of the softmax op's ``stats``: (N, 3, S) from logits with more classes than one chunk, else (0,)."""
+    return (N, 3, S) if o.from_logits and C > ONE_TILE_CLASSES else (0,)
 
 
 def _impl(device):
@@ -117,16 +129,17 @@ def _softmax_forward(logits, target, alpha_weight, class_weight, o):
 
 
 def _softmax_fake(logits, target, alpha_weight, class_weight, o):
-    return _fake(logits, (logits.shape[0], logits.shape[2]), o)
+    N, C, S = logits.shape
+    return _fake(logits, (N, S), o) + (logits.new_empty(softmax_stats_shape(N, C, S, o), dtype=acc_dtype(logits.dtype)),)
 
 
 def _softmax_backward(grads, saved, logits, target, alpha_weight, class_weight, o):
-    (g,), (coef,) = grads, saved
+    (g,), (coef, stats) = grads, saved
     aw, cw = _per_class(logits, alpha_weight, o.class_alpha), _per_class(logits, class_weight, o.class_weight_values)
-    return _impl(logits.device).softmax_backward(g, coef, logits, target[:, 0], aw, cw, o)
+    return _impl(logits.device).softmax_backward(g, coef, stats, logits, target[:, 0], aw, cw, o)
 
 
 focal_softmax = define_op("focal_softmax", SoftmaxFocalOptions,
                           tensors=("logits", "target", "alpha_weight?", "class_weight?"),
-                          outputs=2, forward=_softmax_forward, fake=_softmax_fake, backward=_softmax_backward,
-                          saved_outputs=(1,))
+                          outputs=3, forward=_softmax_forward, fake=_softmax_fake, backward=_softmax_backward,
+                          saved_outputs=(1, 2))

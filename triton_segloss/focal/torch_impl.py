@@ -423,7 +423,15 @@ def _upstream(g, coef, acc):
 
 
 def softmax_forward(x, y, alpha_w, class_w, o):
-    """Same contract as ``kernels.softmax_forward``."""
+    """Same contract as ``kernels.softmax_forward``: (loss, coef, stats), ``stats`` zeros (not read here)."""
+    loss, coef = _softmax_forward(x, y, alpha_w, class_w, o)
+    from .ops import softmax_stats_shape  # ops imports this module
+
+    N, C, S = x.shape
+    return loss, coef, x.new_zeros(softmax_stats_shape(N, C, S, o), dtype=coef.dtype)
+
+
+def _softmax_forward(x, y, alpha_w, class_w, o):
     if o.from_logits:
         keep = tape.recording_now()  # the eager route keeps the terms for the backward (_core/tape.py)
         terms = _softmax_terms(x, y, alpha_w, class_w, o, keep=keep)
@@ -445,7 +453,7 @@ def softmax_forward(x, y, alpha_w, class_w, o):
     return _reduce(loss, valid, o)
 
 
-def softmax_backward(g, coef, x, y, alpha_w, class_w, o):
+def softmax_backward(g, coef, stats, x, y, alpha_w, class_w, o):
     """Same contract as ``kernels.softmax_backward``."""
     if not o.from_logits:
         return _softmax_backward_probs(g, coef, x, y, alpha_w, class_w, o)
