@@ -4,7 +4,7 @@
     python -m bench.dice_large_c --spills                       # ptxas spill counts (no interpreter)
 
 ``--traffic`` counts one training step (forward + backward) of ``dice_loss(mode="multiclass")``
-and ``ce_dice_loss`` with the project's counter (bench/traffic.py: Triton loads and stores lane
+and ``ce_dice_loss`` (then ``cross_entropy`` and the softmax ``focal_loss``) with the project's counter (bench/traffic.py: Triton loads and stores lane
 by lane in the interpreter, every aten op through a dispatch mode), at C in (4, 21, 150, 1024)
 on small images. The floor is what any implementation must move: the logits and the int64
 labels read in the forward, read again in the backward, the gradient written once
@@ -62,6 +62,26 @@ def _traffic(shapes, dtype_name):
             print(f"| {name} | {'x'.join(map(str, shape))} | {c_pad} x {block} x {bpp} | {programs} "
                   f"| {step.total / x.numel():.3f} | {floor / x.numel():.3f} | {step.total / floor:.3f} "
                   f"| {fwd_part / fwd_x:.3f} |", flush=True)
+    # the other multiclass losses over many classes: CE and softmax focal (one class sweep each way;
+    # above one register tile the forward writes 12 B of per-pixel statistics for the backward)
+    others = {
+        "cross_entropy": lambda x, t: tsl.cross_entropy(x, t),
+        "cross_entropy, label_smoothing=0.1": lambda x, t: tsl.cross_entropy(x, t, label_smoothing=0.1),
+        "focal_loss multiclass": lambda x, t: tsl.focal_loss(x, t, mode="multiclass"),
+    }
+    print()
+    print("| loss | shape | B/elem | floor | x floor |")
+    print("|---|---|---|---|---|")
+    for shape in shapes:
+        N, C = shape[0], shape[1]
+        x = (torch.randn(shape, generator=gen) * 2).to(dtype)
+        y = torch.randint(0, C, (N, *shape[2:]), generator=gen)
+        floor = 2 * (x.numel() * x.element_size() + y.numel() * y.element_size()) + x.numel() * x.element_size()
+        for name, fn in others.items():
+            with tsl.use_backend("triton"):
+                step = traffic.count_step(fn, x, y)
+            print(f"| {name} | {'x'.join(map(str, shape))} | {step.total / x.numel():.3f} | {floor / x.numel():.3f} "
+                  f"| {step.total / floor:.3f} |", flush=True)
 
 
 def _ptxas(arch: str) -> str:
