@@ -149,10 +149,17 @@ def backward(g, coef, x, t, w, pw, o):
         dx = dx.mul_(w) if w.shape == dx.shape else dx * w
     up = g.to(acc)
     if o.balance is not None:
-        tv = t.to(acc)
         if up.dim() == 0:  # the upstream scalar folded into the two side weights: one multiply less
             coef, up = coef * up, None
-        dx.mul_(torch.where(tv > 0.5, coef[0], torch.where(tv < 0.5, coef[1], 0.0)))
+        # the side weight c0 (t > 1/2), c1 (t < 1/2), 0 (t = 1/2) as sigma (A sigma + B), sigma = sign(t - 1/2),
+        # A = (c0 + c1) / 2, B = (c0 - c1) / 2: arithmetic passes (torch.where with a bool mask is about
+        # ten times slower than a multiply on the CPU); c0 and c1 to an ulp or two
+        side = torch.sub(t.to(acc), 0.5).sign_()
+        if dx.device.type == "cpu":
+            c0, c1 = (float(c) for c in coef)
+            dx.mul_(side).mul_(side.mul(0.5 * (c0 + c1)).add_(0.5 * (c0 - c1)))
+        else:
+            dx.mul_(side).mul_(torch.addcmul((coef[0] - coef[1]) * 0.5, side, (coef[0] + coef[1]) * 0.5))
         if up is None:
             return _in_layout(dx, x, o, t)
     elif coef.numel():
