@@ -13,6 +13,7 @@ import torch
 import triton_segloss as tsl
 from checks import compare_to_reference, upstream_not_one, value_and_grad
 from reference import dice as ref
+from triton_segloss._core import tape
 from triton_segloss.dice import torch_impl as ti
 from triton_segloss.dice.ops import DiceOptions
 
@@ -211,3 +212,143 @@ def test_torch_multiclass_layouts_agree(name, fn, reference, dtype):
         got = value_and_grad(lambda a: fn(a, y), layout, upstream=upstream_not_one)
         want = value_and_grad(lambda a: fn(a, y), layout.contiguous(), upstream=upstream_not_one)
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+# ---- the eager route's tape (``_core/tape.py``): the forward's per-pixel tensors replace the backward's recompute
+
+def _soft(shape):
+    return torch.rand(shape, dtype=torch.float64)
+
+
+def _mask(shape):
+    return (torch.rand(shape) < 0.4).double()
+
+
+def _mask_ignored(shape):
+    t = _mask(shape)
+    t[torch.rand(shape) < 0.2] = -1.0
+    return t
+
+
+def _labels(shape):
+    return torch.randint(0, shape[1], (shape[0], *shape[2:]))
+
+
+def _labels_ignored(shape):
+    y = _labels(shape)
+    y[torch.rand(y.shape) < 0.2] = 255
+    return y
+
+
+def _probs(x):  # from_logits=False takes probabilities
+    return x.sigmoid()
+
+
+def _softmax(x):
+    return x.softmax(1)
+
+
+def _pixel_weight(shape):  # the same map on every call (both routes)
+    return torch.rand(shape[0], 1, *shape[2:], dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+
+# (name, shape, target, input transform, loss): each takes another branch of the PyTorch path
+TAPE_CASES = [
+    ("binary", (2, 1, 6, 7), _mask, None, lambda a, t: tsl.dice_loss(a, t)),
+    ("binary squared per_image none", (3, 1, 6, 7), _mask, None,
+     lambda a, t: tsl.dice_loss(a, t, squared=True, per_image=True, reduction="none")),
+    ("binary ignore smooth log", (2, 1, 6, 7), _mask_ignored, None,
+     lambda a, t: tsl.dice_loss(a, t, ignore_index=-1, smooth=1.0, log_loss=True)),
+    ("binary probabilities", (2, 1, 6, 7), _mask, _probs, lambda a, t: tsl.dice_loss(a, t, from_logits=False)),
+    ("binary pixel weight", (2, 1, 6, 7), _mask, None,
+     lambda a, t: tsl.dice_loss(a, t, weight=_pixel_weight(a.shape))),
+    ("multilabel class weight sum", (2, 3, 6, 7), _mask, None,
+     lambda a, t: tsl.dice_loss(a, t, mode="multilabel", class_weight=[1.0, 2.0, 0.5], reduction="sum")),
+    ("multilabel many rows", (12, 3, 5, 6), _mask, None, lambda a, t: tsl.dice_loss(a, t, mode="multilabel")),
+    ("binary soft label", (2, 1, 6, 7), _soft, None, lambda a, t: tsl.dice_loss(a, t, soft_label=True)),
+    ("tversky focal", (2, 1, 6, 7), _mask, None, lambda a, t: tsl.tversky_loss(a, t, alpha=0.3, beta=0.7, gamma=1.5)),
+    ("bce dice", (2, 1, 6, 7), _mask_ignored, None,
+     lambda a, t: tsl.bce_dice_loss(a, t, ignore_index=-1, label_smoothing=0.1)),
+    ("dice focal binary", (2, 1, 6, 7), _mask, None, lambda a, t: tsl.dice_focal_loss(a, t)),
+    ("multiclass", (2, 4, 6, 7), _labels, None, lambda a, y: tsl.dice_loss(a, y, mode="multiclass")),
+    ("multiclass squared per_image none", (2, 4, 6, 7), _labels, None,
+     lambda a, y: tsl.dice_loss(a, y, mode="multiclass", squared=True, per_image=True, reduction="none")),
+    ("multiclass ignore classes", (2, 4, 6, 7), _labels_ignored, None,
+     lambda a, y: tsl.jaccard_loss(a, y, mode="multiclass", ignore_index=255, classes=[3, 1], log_loss=True)),
+    ("multiclass pixel weight", (2, 4, 6, 7), _labels, None,
+     lambda a, y: tsl.dice_loss(a, y, mode="multiclass", weight=_pixel_weight(a.shape))),
+    ("multiclass probabilities", (2, 4, 6, 7), _labels, _softmax,
+     lambda a, y: tsl.dice_loss(a, y, mode="multiclass", from_logits=False)),
+    ("ce dice", (2, 4, 6, 7), _labels_ignored, None, lambda a, y: tsl.ce_dice_loss(a, y, ignore_index=255)),
+    ("ce dice label smoothing", (2, 4, 6, 7), _labels, None,
+     lambda a, y: tsl.ce_dice_loss(a, y, label_smoothing=0.1, ce_weight=[1.0, 0.5, 2.0, 1.0])),
+    ("dice focal multiclass", (2, 4, 6, 7), _labels, None,
+     lambda a, y: tsl.dice_focal_loss(a, y, mode="multiclass", per_image=True, reduction="none")),
+    ("dice sigmoid focal multiclass", (2, 4, 6, 7), _labels, None,
+     lambda a, y: tsl.dice_focal_loss(a, y, mode="multiclass", focal_use_softmax=False)),
+]
+
+
+def _case(name):
+    _, shape, make, transform, fn = next(c for c in TAPE_CASES if c[0] == name)
+    x = torch.randn(shape, dtype=torch.float64)
+    return (x if transform is None else transform(x)), make(shape), fn
+
+
+def _step(fn, x, t, retain=False):
+    a = x.clone().requires_grad_()
+    loss = fn(a, t)
+    loss.backward(upstream_not_one(loss), retain_graph=retain)
+    return a, loss
+
+
+@pytest.mark.parametrize("name", [c[0] for c in TAPE_CASES])
+def test_torch_tape_eager_route_equals_the_op_route(name, monkeypatch):
+    # the eager route keeps the forward's tensors for the backward; the op route recomputes them: bitwise equal
+    x, t, fn = _case(name)
+    from triton_segloss._core import op as core_op
+    taken = []
+    real = tape.taken
+    monkeypatch.setattr(tape, "taken", lambda tag: taken.append(real(tag)) or taken[-1])
+    a, loss = _step(fn, x, t)
+    assert taken and all(k is not None for k in taken)  # the eager backward used what the forward kept
+    monkeypatch.setattr(core_op, "EAGER_FAST_PATH", False)
+    taken.clear()
+    b, loss_op = _step(fn, x, t)
+    assert taken == [None] * len(taken)  # the op route keeps nothing
+    assert torch.equal(loss, loss_op) and torch.equal(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("name", ["binary", "binary ignore smooth log", "multilabel many rows", "multiclass",
+                                  "multiclass squared per_image none", "ce dice", "multiclass pixel weight"])
+def test_torch_tape_second_backward_recomputes(name):
+    # kept tensors are handed over once (and may be overwritten): a retained graph's next backward recomputes
+    x, t, fn = _case(name)
+    a, loss = _step(fn, x, t, retain=True)
+    first = a.grad.clone()
+    a.grad = None
+    loss.backward(upstream_not_one(loss))
+    assert torch.equal(a.grad, first)
+
+
+@pytest.mark.parametrize("name", ["binary", "multiclass"])
+@pytest.mark.parametrize("chunk", [None, 64])
+def test_torch_tape_keeps_only_for_a_gradient(name, chunk, monkeypatch):
+    # under no_grad, or for logits without requires_grad, nothing is kept; several spatial chunks keep nothing
+    x, t, fn = _case(name)
+    if chunk is not None:
+        monkeypatch.setattr(ti, "_CHUNK", chunk)
+    kept = []
+    real = tape.keep
+    monkeypatch.setattr(tape, "keep", lambda tag, **k: (kept.append(tag), real(tag, **k)))
+    with torch.no_grad():
+        fn(x.clone().requires_grad_(), t)
+    fn(x, t)
+    assert kept == []
+    a, loss = _step(fn, x, t)
+    assert set(kept) == (set() if chunk else {"dice"})
+    want = a.grad
+    from triton_segloss._core import op as core_op
+    monkeypatch.setattr(core_op, "EAGER_FAST_PATH", False)
+    b, loss_op = _step(fn, x, t)
+    assert torch.equal(loss, loss_op) and torch.equal(want, b.grad)

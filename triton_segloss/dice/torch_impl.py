@@ -18,6 +18,13 @@ common cases check once per call that every label is a class (no masks then)
 and that the logits lie in the exponent range (the softmax then skips its max).
 Each pass over the (N, C, s) tile counts: a softmax is exp, a sum over C and an
 in-place division, and the plain backward never forms the probabilities.
+
+On the eager route (``_core/tape.py``) a forward of one chunk keeps what its backward would
+recompute (the sigmoid probabilities, the softmax's exponentials and their sum, the masked targets
+and labels), and hands over a tensor it no longer needs as the buffer the backward writes: on the
+CPU a fresh input-sized allocation costs about as much as a pass (its pages are faulted in), so the
+backward's recompute and its temporaries go together. What the backward derives from the kept
+tensors is bitwise what it would recompute: the custom-op route keeps nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import math
 
 import torch
 
+from triton_segloss._core import tape
 from triton_segloss._core.dist import all_reduce_sum
 from triton_segloss._core.validate import acc_dtype
 
@@ -175,31 +183,66 @@ def _binary_fast(w, from_logits, f, hard) -> bool:
             and not f.soft)
 
 
-def _binary_fwd_fast(x, t, f):
+def _binary_fwd_fast(x, t, f, keep=False):
+    """``keep``: the eager route records (``_core/tape.py``). The backward then reads p and the masked
+    target as they are here, and the product p t, a tensor of its own instead of p multiplied in place,
+    is handed over as the buffer the backward's multiply-add writes: the step allocates two input-sized
+    tensors (p, which becomes the gradient, and p t) instead of three, and skips a sigmoid."""
     s = x.shape[-1]
     x, t, valid, vf, p, _ = _binary_prep(x, t, None, True, f, False)  # vf: the valid mask as float, or None
     pv = p if vf is None else p * vf
     p_sum = (pv * p if f.squared else pv).sum(-1)
     t_sum = (t * t if f.squared else t).sum(-1)
-    i_sum = pv.mul_(t).sum(-1)  # pv is this function's own: the product in place (a batched matvec is slower)
+    if keep:
+        tape.keep("dice", p=p, t=t, valid=valid)
+    if pv is p and keep:  # (the same product as in place: bit for bit)
+        pv = torch.mul(p, t)
+        tape.keep("dice", buf=pv)  # (only its memory is read back)
+        i_sum = pv.sum(-1)
+    else:  # pv is this function's own: the product in place (a batched matvec is slower)
+        i_sum = pv.mul_(t).sum(-1)
     count = torch.full_like(i_sum, s) if vf is None else vf.sum(-1)
     return torch.stack([i_sum, p_sum, t_sum, torch.zeros_like(i_sum), count], -1)
 
 
-def _binary_bwd_fast(x, t, g, f):
+def _same_rows(g):
+    """(gI, gP) as numbers where every (n, c) row of the CPU table g has the same ones, else None."""
+    if g.device.type != "cpu" or g.shape[0] * g.shape[1] > _SMALL:
+        return None
+    rows = g[:, :, :2].reshape(-1, 2).tolist()
+    return rows[0] if all(r == rows[0] for r in rows) else None
+
+
+def _binary_bwd_fast(x, t, g, f, kept=None):
     """dx = (gI t + gP (2 p if squared)) p (1 - p), zero on ignored elements: sigmoid, a multiply-add
-    and sigmoid's own backward in place."""
-    x, t, valid, _, p, _ = _binary_prep(x, t, None, True, f, False)
+    and sigmoid's own backward, written over p (this function's own: recomputed, or handed over by
+    the tape). On the eager route (``kept``) p and the masked t are the forward's and the multiply-add
+    goes to the forward's p t buffer when there is one: no sigmoid and no allocation. Where every row
+    has the same (gI, gP) (the pooled binary loss) the multiply-add is one pass, gP + gI t with numbers."""
+    if kept is None:
+        x, t, valid, _, p, _ = _binary_prep(x, t, None, True, f, False)
+        out = {}
+    else:
+        p, t, valid = kept["p"], kept["t"], kept["valid"]
+        out = {"out": kept["buf"]} if "buf" in kept else {}
     g_i, g_p = g[:, :, 0:1], g[:, :, 1:2]
-    a = torch.mul(t, g_i).add_(g_p * (2.0 * p) if f.squared else g_p)  # (addcmul broadcasting gP is slower)
-    dx = torch.ops.aten.sigmoid_backward.grad_input(a, p, grad_input=a)
+    one = None if f.squared else _same_rows(g)
+    if one is not None:  # gP + gI t in one pass (the pooled binary case: every row has the same coefficients)
+        a = torch.add(t.new_tensor(one[1]), t, alpha=one[0], **out)
+    else:
+        a = torch.mul(t, g_i, **out).add_(g_p * (2.0 * p) if f.squared else g_p)  # (addcmul broadcasting gP is slower)
+    dx = torch.ops.aten.sigmoid_backward.grad_input(a, p, grad_input=p)  # (p's layout: the logits')
     return dx if valid is None else dx.masked_fill_(~valid, 0.0)
 
 
-def _binary_fwd(x, t, w, from_logits, f, hard, threshold):
+def _binary_fwd(x, t, w, from_logits, f, hard, threshold, keep=False):
+    """The (N, C, 5) sums of one chunk. ``keep``: the eager route records (``_core/tape.py``); the
+    general form keeps what ``_binary_prep`` gives, which nothing here writes in place."""
     if _binary_fast(w, from_logits, f, hard):
-        return _binary_fwd_fast(x, t, f)
+        return _binary_fwd_fast(x, t, f, keep)
     x, t, valid, wl, p, pn = _binary_prep(x, t, w, from_logits, f, f.pixel == 2)
+    if keep and not hard:  # (a hard prediction has no backward pass to feed)
+        tape.keep("dice", prep=(x, t, valid, wl, p, pn))
     if hard:
         p = (p > threshold).to(x.dtype)
     out = [a.expand_as(x).sum(-1) for a in f.sums3(p, t, wl)]
@@ -214,10 +257,11 @@ def _binary_fwd(x, t, w, from_logits, f, hard, threshold):
     return torch.stack(out, -1)
 
 
-def _binary_bwd(x, t, w, g, from_logits, f):
+def _binary_bwd(x, t, w, g, from_logits, f, kept=None):
+    """dx of one chunk; ``kept``: the forward's tensors on the eager route, else None (recompute)."""
     if _binary_fast(w, from_logits, f, False):
-        return _binary_bwd_fast(x, t, g, f)
-    x, t, valid, wl, p, pn = _binary_prep(x, t, w, from_logits, f, f.pixel == 2)
+        return _binary_bwd_fast(x, t, g, f, kept)
+    x, t, valid, wl, p, pn = _binary_prep(x, t, w, from_logits, f, f.pixel == 2) if kept is None else kept["prep"]
     dx = f.dsums(p, t, wl, g[:, :, 0:1], g[:, :, 1:2])
     if from_logits:  # dx * p (1 - p) in one pass, as torch's own sigmoid backward
         dx = torch.ops.aten.sigmoid_backward(dx.expand_as(x), p)
@@ -321,14 +365,18 @@ def _at_label(a, idx):
     return a.view(n, -1).gather(1, idx).view(n, 1, -1)
 
 
-def _mc_fwd_fast(x, y, f):
-    """I, P, T, L, n of the fast case: P over every channel, I / T / L / n scattered to the label's class."""
+def _mc_fwd_fast(x, y, f, keep=False):
+    """I, P, T, L, n of the fast case: P over every channel, I / T / L / n scattered to the label's class.
+    ``keep``: the backward reads e and z (not p: its e / z is e * (1 / z)), so p is then a tensor of its
+    own instead of e divided in place, handed to the backward as the buffer its gradient is written in."""
     n, c = x.shape[:2]
     x, ys, vf = _fast_labels(x, y, f)
     idx = ys.view(n, -1)
     zeros = torch.zeros((n, c), dtype=x.dtype, device=x.device)
     e, z, m = _exp_sum(x)
-    p = e.div_(z)
+    p = torch.div(e, z) if keep else e.div_(z)
+    if keep:  # (buf: only its memory is read back)
+        tape.keep("dice", e=e, z=z, ys=ys, vf=vf, buf=p)
     pk = p * p if f.squared else p
     if vf is None:
         p_sum, w = pk.sum(-1), torch.ones_like(idx, dtype=x.dtype)
@@ -344,36 +392,46 @@ def _mc_fwd_fast(x, y, f):
     return torch.stack([zeros.scatter_add(1, idx, p_y if vf is None else p_y * w), p_sum, count, l_sum, count], -1)
 
 
-def _mc_bwd_fast(x, y, g, f):
+def _mc_bwd_fast(x, y, g, f, kept=None):
     """dx of the fast case: with a_c = gP_c (2 p_c if squared) + gI_c [c = y] + the CE term gL_y,
     dx_c = p_c (a_c - sum_c' p_c' a_c') + [c = y] (gI_y p_y - gL_y). Unsquared, with p = e / z and
     r = sum_c' p_c' gP_c' + gI_y p_y - gL_y (a (1, C) x (C, s) product per image, then (N, 1, s) math),
-    dx = e (gP / z - r / z): one broadcast pass and one in place, p never written."""
+    dx = e (gP / z - r / z): one broadcast pass and one in place, p never written. On the eager route
+    e, z and the labels come from the forward (``kept``): the exponentials and their sum are not redone,
+    and the forward's p, no longer needed, is the buffer the broadcast pass writes (no allocation)."""
     n = x.shape[0]
-    x, ys, vf = _fast_labels(x, y, f)
+    if kept is None:
+        x, ys, vf = _fast_labels(x, y, f)
+        e, z, _ = _exp_sum(x)
+        out = {}
+    else:
+        e, z, ys, vf = kept["e"], kept["z"], kept["ys"], kept["vf"]
+        out = {"out": kept["buf"]}  # (N, C, s) as the results below: the same values in a kept tensor
     idx = ys.view(n, -1)
     g_i, g_p, g_l = (g[:, :, k:k + 1] for k in range(3))  # (N, C, 1)
-    e, z, _ = _exp_sum(x)
     rz = z.reciprocal()
     extra = e.gather(1, ys) * rz * _at_label(g_i, idx)  # p_y gI_y: the label channel's I term
     if f.pixel == 1:  # CE: gL_y (p_j - [j = y])
         extra = extra - _at_label(g_l, idx)
     if f.squared:
         p = e.mul_(rz)
-        u = (2.0 * g_p) * p
+        u = torch.mul(2.0 * g_p, p, **out)
         dx = u.sub_((p * u).sum(1, keepdim=True) + extra).mul_(p)
     else:
         r = torch.bmm(g_p.transpose(1, 2), e).mul_(rz).add_(extra)
-        dx = torch.addcmul(r.mul_(rz).neg_(), g_p, rz).mul_(e)
+        dx = torch.addcmul(r.mul_(rz).neg_(), g_p, rz, **out).mul_(e)
     dx.scatter_add_(1, ys, extra)
     return dx if vf is None else dx.mul_(vf)
 
 
-def _mc_fwd(x, y, w, from_logits, f):
+def _mc_fwd(x, y, w, from_logits, f, keep=False):
+    """The (N, C, 5) sums of one chunk; ``keep`` as ``_binary_fwd`` (nothing here writes the prep in place)."""
     if _mc_fast(w, from_logits, f):
-        return _mc_fwd_fast(x, y, f)
+        return _mc_fwd_fast(x, y, f, keep)
     n, c = x.shape[:2]
     x, ys, valid, vf, wl, wl_y, p = _mc_prep(x, y, w, from_logits, f)
+    if keep:
+        tape.keep("dice", prep=(x, ys, valid, vf, wl, wl_y, p))
     idx = ys.view(n, -1)
     zeros = torch.zeros((n, c), dtype=x.dtype, device=x.device)
     p_y = p.gather(1, ys)
@@ -407,10 +465,11 @@ def _mc_fwd(x, y, w, from_logits, f):
     return torch.stack(out, -1)
 
 
-def _mc_bwd(x, y, w, g, from_logits, f):
+def _mc_bwd(x, y, w, g, from_logits, f, kept=None):
+    """dx of one chunk; ``kept`` as ``_binary_bwd``."""
     if _mc_fast(w, from_logits, f):
-        return _mc_bwd_fast(x, y, g, f)
-    x, ys, valid, vf, wl, wl_y, p = _mc_prep(x, y, w, from_logits, f)
+        return _mc_bwd_fast(x, y, g, f, kept)
+    x, ys, valid, vf, wl, wl_y, p = _mc_prep(x, y, w, from_logits, f) if kept is None else kept["prep"]
     g_i, g_p, g_l = (g[:, :, k:k + 1] for k in range(3))  # (N, C, 1)
     gi_y = g_i.expand(-1, -1, ys.shape[2]).gather(1, ys)
     gp_y = g_p.expand(-1, -1, ys.shape[2]).gather(1, ys)
@@ -730,11 +789,14 @@ def forward(x, t, w, cw, pw, pb, o):
     n, c = x.shape[:2]
     acc = acc_dtype(x.dtype)
     sums = None
-    for _, _, xs, ts, ws in _pieces(x, t, w):  # partial sums per chunk, added in float64 in a fixed order
+    pieces = _pieces(x, t, w)
+    # the eager route keeps the per-pixel tensors of one chunk for the backward (``_core/tape.py``)
+    keep = len(pieces) == 1 and tape.recording_now()
+    for _, _, xs, ts, ws in pieces:  # partial sums per chunk, added in float64 in a fixed order
         if o.multiclass:
-            part = _mc_fwd(xs, ts, ws, o.from_logits, f)
+            part = _mc_fwd(xs, ts, ws, o.from_logits, f, keep)
         else:
-            part = _binary_fwd(xs, ts, ws, o.from_logits, f, o.threshold is not None, o.threshold)
+            part = _binary_fwd(xs, ts, ws, o.from_logits, f, o.threshold is not None, o.threshold, keep)
         part = part.to(torch.float64)
         sums = part if sums is None else sums + part
     if o.process_group is not None:  # the batch pooled across ranks: every rank finishes the global sums
@@ -775,7 +837,9 @@ def _upstream(g, coef, o, n, c, acc):
 
 
 def backward(g, coef, x, t, w, cw, pw, pb, o):
-    """Same contract as ``kernels.backward``."""
+    """Same contract as ``kernels.backward``. On the eager route the forward's per-pixel tensors of a
+    single chunk (``kept``) replace their recomputation, bit for bit."""
+    kept = tape.taken("dice")
     if o.threshold is not None:  # a thresholded prediction is piecewise constant
         return torch.zeros_like(x)
     f = _Flags(o)
@@ -788,7 +852,7 @@ def backward(g, coef, x, t, w, cw, pw, pb, o):
     pieces = _pieces(x, t, w)
     d = None
     if len(pieces) == 1:  # one chunk: the gradient is returned as computed when it has the logits' layout
-        d = fn(x, t, w, gs, o.from_logits, f)
+        d = fn(x, t, w, gs, o.from_logits, f, kept)
         if d.dtype == x.dtype and d.stride() == x.stride():
             return d
     dx = torch.empty_like(x)  # the logits' layout, as the kernels and the fake promise
