@@ -272,8 +272,38 @@ class AtenTraffic(TorchDispatchMode):
             self.sort_io += reads + writes
             self.tally.add(*_sort_model(func, args, kwargs))
             return out
+        touched = _indexed_model(name, args, out) if INDEXED_MODEL else None
+        if touched is not None:
+            reads, writes = touched
         self.tally.add(str(func), reads, writes)
         return out
+
+
+INDEXED_MODEL = True  # charge gathers and in-place scatters the elements they touch, not whole tensors
+
+
+def _indexed_model(name, args, out):
+    """(read, written) of an indexed op by the elements it touches, or None for any other op: a gather
+    (``gather``, ``take``, ``index_select``) reads its index and one input element per output element
+    and writes its output; an in-place scatter (``scatter_``, ``scatter_add_``, ``put_``, ``index_add_``)
+    reads its index and its source (one element per index, a 0-d value: nothing) and reads (the adds)
+    or writes one element of ``self`` per index. Counting the whole input, as for other ops, charged
+    a label lookup in an (N, C, S) tensor C times the bytes it moves."""
+    if name in ("gather", "take", "index_select"):
+        src, index = args[0], args[2] if name != "take" else args[1]
+        return tensor_bytes(index) + out.numel() * src.element_size(), tensor_bytes(out)
+    if name in ("scatter_", "scatter_add_", "put_", "index_add_"):
+        self_ = args[0]
+        index = args[1] if name == "put_" else args[2]
+        src = args[2] if name == "put_" else (args[3] if len(args) > 3 else None)
+        n = index.numel() if name != "index_add_" else (src.numel() if isinstance(src, torch.Tensor) else 0)
+        src_read = 0
+        if isinstance(src, torch.Tensor) and src.dim():
+            src_read = n * src.element_size()
+        adds = name in ("scatter_add_", "index_add_") or (name == "put_" and len(args) > 3 and args[3])
+        self_bytes = n * self_.element_size()
+        return tensor_bytes(index) + src_read + (self_bytes if adds else 0), self_bytes
+    return None
 
 
 SORT_MODEL = True  # charge torch.sort what CUDA's sort moves (bench/lovasz_sort.py), not its I/O
