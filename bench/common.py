@@ -455,16 +455,20 @@ def _run_traffic(family: str, cases: list, args) -> list:
                     print(f"  {family}/{case.name}: traffic of {name} failed ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:160]})")
                     continue
+                # kernels' per-program scratch (parameters named scr*: a neighbour exchange a GPU serves
+                # from L1/L2) is tallied apart: the kernels column lists it, bytes and ratios leave it out
+                moved = step.total - step.scratch_bytes
                 rows.append(dict(
                     date=env.date, torch=env.torch_version, triton=env.triton_version, family=family,
                     case=case.name, provider=name, shape="x".join(map(str, shape)), dtype=args.dtype,
                     target_dtype=str(target.dtype).replace("torch.", ""), elems=elems,
-                    bytes=step.total, kernel_bytes=step.kernel_bytes, aten_bytes=step.aten_bytes,
-                    b_per_elem=round(step.total / elems, 3), min_b_per_elem=round(need / elems, 3),
-                    ratio=round(step.total / need, 3), kernels=_kernel_summary(step.kernel_by_op, elems),
+                    bytes=moved, kernel_bytes=step.kernel_bytes - step.scratch_bytes, aten_bytes=step.aten_bytes,
+                    b_per_elem=round(moved / elems, 3), min_b_per_elem=round(need / elems, 3),
+                    ratio=round(moved / need, 3), kernels=_kernel_summary(step.kernel_by_op, elems),
                 ))
+                apart = f"; scratch {step.scratch_bytes / elems:.1f} B/elem apart" if step.scratch_bytes else ""
                 print(f"  {family}/{case.name} {rows[-1]['shape']} {name}: {rows[-1]['b_per_elem']} B/elem "
-                      f"(min {rows[-1]['min_b_per_elem']}, x{rows[-1]['ratio']})", flush=True)
+                      f"(min {rows[-1]['min_b_per_elem']}, x{rows[-1]['ratio']}{apart})", flush=True)
     if rows:
         append_csv(os.path.join(args.out, "traffic.csv"), rows)
         md = traffic_markdown(family, rows)
@@ -537,7 +541,8 @@ def traffic_markdown(family: str, rows: list) -> str:
         "tensor reads and writes (views and allocations excluded). Minimum: inputs read in forward and in "
         "backward, gradient written once. `tsl` = the Triton kernels (run in the interpreter to count them), "
         "`tsl[torch path]` = the CPU fallback; torch_compile is not counted (inductor's generated code is "
-        "invisible to both counters). Value checks are off, as on CUDA by default.",
+        "invisible to both counters). Value checks are off, as on CUDA by default. Loads and stores of a "
+        "kernel's per-program scratch slot (listed as `scratch` in the last column) are left out of B/elem.",
         "",
         "| case | shape | target | provider | B/elem | minimum | ratio | kernel B | aten-op B | "
         "kernels: load+store B/elem |",

@@ -193,6 +193,41 @@ def test_loss_matches_seed(backend, shape, k, log_dice):
                          upstream=upstream_not_one)
 
 
+@pytest.mark.parametrize("shape,k", [((2, 1, 70, 131), 3), ((1, 1, 5, 200), 5), ((1, 1, 130, 64), 11),
+                                     ((1, 1, 64, 64), 31), ((1, 1, 40, 72), 33)])
+@pytest.mark.parametrize("tdtype", [torch.float32, torch.uint8, torch.bool, torch.float64])
+def test_fused_2d_band_is_avg_pools(shape, k, tdtype, monkeypatch):
+    """The 2D forward finds the band from the target's own tiles (R <= 15; k = 33 takes the window-sum
+    pass): bit for bit avg_pool's band (the seed's raw weight map), and the same loss and gradient as
+    the window-sum pass, on tiles cut anywhere (widths and heights not multiples of the owned 64 - 2R)."""
+    from triton_segloss.boundary import kernels
+
+    t = _blobs(shape, cells=3)
+    x = torch.randn(shape, dtype=torch.float64 if tdtype == torch.float64 else torch.float32) * 2
+    tt = t.to(tdtype)
+    opts = BoundaryBCEDiceOptions(kernel_size=k)
+    want_band = ref.seed001_weight_map(t.double(), k, normalize=False) != 1.0
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(kernels, "FUSED_2D", fused)
+        with tsl.use_backend("triton"):
+            band = boundary_bce_dice(x, tt, opts)[4]
+            assert torch.equal(band.bool(), want_band)
+            results.append(value_and_grad(tsl.boundary_bce_dice_loss, x, tt, k, upstream=upstream_not_one))
+    (l1, g1), (l2, g2) = results
+    # the same sums in another order (tiles of another shape): rounding apart
+    torch.testing.assert_close(l1, l2, rtol=1e-6 if x.dtype == torch.float32 else 1e-13, atol=0)
+    torch.testing.assert_close(g1, g2, rtol=1e-5 if x.dtype == torch.float32 else 1e-12, atol=1e-12)
+
+
+def test_fused_2d_strided_inputs(monkeypatch):
+    # channels_last logits and a transposed (non-contiguous) target read in place
+    x = torch.randn(2, 1, 50, 70).to(memory_format=torch.channels_last)
+    t = _blobs((2, 1, 70, 50), cells=3).transpose(-1, -2)
+    with tsl.use_backend("triton"):
+        compare_to_reference(tsl.boundary_bce_dice_loss, ref.boundary_bce_dice_loss, x, t, 7, upstream=upstream_not_one)
+
+
 def test_loss_target_forms_and_no_foreground(backend):
     x = torch.randn(2, 1, 10, 9)
     t = _blobs((2, 1, 10, 9), cells=3)

@@ -36,6 +36,12 @@ from triton_segloss._core.validate import acc_dtype
 NPART = 9  # loss partials per program: [l, pt, p, t] outside the band, the same inside, then #band
 _EXACT = 2 ** 24  # integers below this are exact in fp32
 _TILE = 2048  # pixels per program
+# 2D boundary BCE+Dice: one forward kernel finds the band from FUSED_BLOCK^2 tiles of the target
+# (their inner (FUSED_BLOCK - 2R)^2 pixels owned) for windows up to 2 FUSED_MAX_R + 1 wide; wider
+# windows (a tile would be mostly halo) and 3D take the window-sum pass. FUSED_2D: tests compare.
+FUSED_2D = True
+FUSED_BLOCK = 64
+FUSED_MAX_R = 15
 
 
 # ---- device helpers -------------------------------------------------------------------------------
@@ -246,6 +252,83 @@ def _bce_dice_fwd_kernel(
     tl.store(dst + 5, tl.sum(tl.sum(tl.where(band, p * t, 0.0), axis=1), axis=0))
     tl.store(dst + 6, tl.sum(tl.sum(tl.where(band, p, 0.0), axis=1), axis=0))
     tl.store(dst + 7, tl.sum(tl.sum(tl.where(band, t, 0.0), axis=1), axis=0))
+    tl.store(dst + 8, tl.sum(tl.sum(band.to(ACC), axis=1), axis=0))
+
+
+@triton.jit
+def _shifted(scr_ptr, l, rows, cols, dr, dc, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """The scratch slot's values at (row + dr, col + dc) of every tile position, 0 outside the tile."""
+    rr = rows + dr
+    cc = cols + dc
+    ok = (rr >= 0) & (rr < BLOCK_H) & (cc >= 0) & (cc < BLOCK_W)
+    return tl.load(scr_ptr + l + dr * BLOCK_W + dc, mask=ok, other=0.0)
+
+
+@triton.jit
+def _bce_dice_fwd2d_kernel(
+    x_ptr,  # logits, (M, 1, H, W) strided
+    t_ptr,  # target in [0, 1], (M, 1, H, W) strided, its own dtype
+    band_ptr,  # out: band indicator, contiguous (M, H, W) uint8
+    part_ptr,  # out: per-program partials, contiguous (programs, 9) in ACC
+    scr_ptr,  # per-program scratch slots, (programs, BLOCK_H * BLOCK_W) in WACC
+    H, W,
+    R,
+    n_tiles_h, n_tiles_w,
+    stride_xm, stride_xh, stride_xw,
+    stride_tm, stride_th, stride_tw,
+    lo_a, lo_b, lo_c, hi_a, hi_b, hi_c,  # the band on window sums (three fp32 parts each)
+    ACC: tl.constexpr, WACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):
+    """``_bce_dice_fwd_kernel`` for 2D with the band found from the target itself: no window sums
+    cross memory. A program loads a BLOCK_H x BLOCK_W tile whose inner (BLOCK_H - 2R) x (BLOCK_W - 2R)
+    pixels it owns (the R-wide rim is their window's halo, zero outside the image as avg_pool's
+    padding), and forms each inner pixel's (2R + 1)^2 box sum from prefix sums along H then W:
+        col(i, j) = P_h(i + R, j) - P_h(i - R - 1, j),   box(i, j) = P_w(i, j + R) - P_w(i, j - R - 1)
+    (P_h, P_w the inclusive cumulative sums; on a 0/1 mask every value is an integer below 2^24,
+    exact in fp32). The shifted reads go through the program's scratch slot. Partials as
+    ``_bce_dice_fwd_kernel`` over the owned pixels."""
+    pid = tl.program_id(0).to(tl.int64)
+    per_m = n_tiles_h * n_tiles_w
+    m = pid // per_m
+    ih = BLOCK_H - 2 * R
+    iw = BLOCK_W - 2 * R
+    h0 = (pid % per_m) // n_tiles_w * ih - R  # the tile's first row (the halo's)
+    w0 = (pid % n_tiles_w) * iw - R
+    rows = tl.arange(0, BLOCK_H).to(tl.int64)[:, None]
+    cols = tl.arange(0, BLOCK_W).to(tl.int64)[None, :]
+    h = h0 + rows
+    w = w0 + cols
+    inside = (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    own = inside & (rows >= R) & (rows < BLOCK_H - R) & (cols >= R) & (cols < BLOCK_W - R)
+    t = tl.load(t_ptr + m * stride_tm + h * stride_th + w * stride_tw, mask=inside, other=0).to(WACC)
+    slot = scr_ptr + pid * (BLOCK_H * BLOCK_W)
+    l = rows * BLOCK_W + cols
+    R64 = tl.cast(R, tl.int64)
+    tl.store(slot + l, tl.cumsum(t, axis=0))
+    tl.debug_barrier()
+    col = _shifted(slot, l, rows, cols, R64, 0, BLOCK_H, BLOCK_W) - _shifted(slot, l, rows, cols, -R64 - 1, 0,
+                                                                            BLOCK_H, BLOCK_W)
+    tl.debug_barrier()  # every read of the slot done before it is rewritten
+    tl.store(slot + l, tl.cumsum(col, axis=1))
+    tl.debug_barrier()
+    box = _shifted(slot, l, rows, cols, 0, R64, BLOCK_H, BLOCK_W) - _shifted(slot, l, rows, cols, 0, -R64 - 1,
+                                                                            BLOCK_H, BLOCK_W)
+    band = (box >= _threshold(lo_a, lo_b, lo_c, WACC)) & (box <= _threshold(hi_a, hi_b, hi_c, WACC)) & own
+    tl.store(band_ptr + m * H * W + h * W + w, band.to(tl.uint8), mask=own)
+    x = tl.load(x_ptr + m * stride_xm + h * stride_xh + w * stride_xw, mask=own, other=0.0).to(ACC)
+    tv = t.to(ACC)
+    out = own & ~band
+    lv = softplus(x) - x * tv
+    p = sigmoid(x)
+    dst = part_ptr + pid * 9
+    tl.store(dst + 0, tl.sum(tl.sum(tl.where(out, lv, 0.0), axis=1), axis=0))
+    tl.store(dst + 1, tl.sum(tl.sum(tl.where(out, p * tv, 0.0), axis=1), axis=0))
+    tl.store(dst + 2, tl.sum(tl.sum(tl.where(out, p, 0.0), axis=1), axis=0))
+    tl.store(dst + 3, tl.sum(tl.sum(tl.where(out, tv, 0.0), axis=1), axis=0))
+    tl.store(dst + 4, tl.sum(tl.sum(tl.where(band, lv, 0.0), axis=1), axis=0))
+    tl.store(dst + 5, tl.sum(tl.sum(tl.where(band, p * tv, 0.0), axis=1), axis=0))
+    tl.store(dst + 6, tl.sum(tl.sum(tl.where(band, p, 0.0), axis=1), axis=0))
+    tl.store(dst + 7, tl.sum(tl.sum(tl.where(band, tv, 0.0), axis=1), axis=0))
     tl.store(dst + 8, tl.sum(tl.sum(band.to(ACC), axis=1), axis=0))
 
 
@@ -489,13 +572,28 @@ def forward(x, t, box, o):
     coef = torch.empty((5 + 2 * M,), device=x.device, dtype=acc)
     bw = split_f64(o.boundary_weight)
     thr = _thresholds(box if box is not None else (1, 0.0, 0.0))
+    fused = FUSED_2D and o.weighted and sd == 2 and R <= FUSED_MAX_R
+    if fused:  # one pass: the band from the target's own tiles (no window sums in memory)
+        inner = FUSED_BLOCK - 2 * R
+        n_blocks_r, n_blocks_w = triton.cdiv(H, inner), triton.cdiv(W, inner)
+        programs = M * n_blocks_r * n_blocks_w
+        part = torch.empty((programs, NPART), device=x.device, dtype=acc)
     with device_guard(x):
-        y = _window_dh(t4, R, sd, wacc) if o.weighted else None
-        _bce_dice_fwd_kernel[(programs,)](
-            x_ptr=x4, t_ptr=t4, y_ptr=y, band_ptr=band, part_ptr=part, RWS=D * H, H=H, W=W, R=R,
-            n_blocks_r=n_blocks_r, n_blocks_w=n_blocks_w, **_strides("x", x4), **_strides("t", t4), **thr,
-            WEIGHTED=o.weighted, ACC=tl_acc(x.dtype), WACC=tl_acc(wacc), BLOCK_W=BLOCK_W, BLOCK_R=BLOCK_R,
-            num_warps=num_warps)
+        if fused:
+            scr = torch.empty((programs, FUSED_BLOCK * FUSED_BLOCK), device=x.device, dtype=wacc)
+            _bce_dice_fwd2d_kernel[(programs,)](
+                x_ptr=x4, t_ptr=t4, band_ptr=band, part_ptr=part, scr_ptr=scr, H=H, W=W, R=R,
+                n_tiles_h=n_blocks_r, n_tiles_w=n_blocks_w, stride_xm=x4.stride(0), stride_xh=x4.stride(2),
+                stride_xw=x4.stride(3), stride_tm=t4.stride(0), stride_th=t4.stride(2), stride_tw=t4.stride(3),
+                **thr, ACC=tl_acc(x.dtype), WACC=tl_acc(wacc), BLOCK_H=FUSED_BLOCK, BLOCK_W=FUSED_BLOCK,
+                num_warps=8)
+        else:
+            y = _window_dh(t4, R, sd, wacc) if o.weighted else None
+            _bce_dice_fwd_kernel[(programs,)](
+                x_ptr=x4, t_ptr=t4, y_ptr=y, band_ptr=band, part_ptr=part, RWS=D * H, H=H, W=W, R=R,
+                n_blocks_r=n_blocks_r, n_blocks_w=n_blocks_w, **_strides("x", x4), **_strides("t", t4), **thr,
+                WEIGHTED=o.weighted, ACC=tl_acc(x.dtype), WACC=tl_acc(wacc), BLOCK_W=BLOCK_W, BLOCK_R=BLOCK_R,
+                num_warps=num_warps)
         _bce_dice_finish_kernel[(1,)](
             part_ptr=part, loss_ptr=loss, bce_ptr=bce, dice_ptr=dice, coef_ptr=coef, N=M,
             per_image=n_blocks_r * n_blocks_w, numel=x.numel(), bw_hi=bw[0], bw_lo=bw[1], WEIGHTED=o.weighted,
@@ -550,6 +648,11 @@ def _aot_variants():
                                                              HAS_G_DICE=True, ACC=acc, BLOCK_W=256, BLOCK_R=8),
                                   x_ptr=f"*{dt}", t_ptr="*fp32", band_ptr="*u8", coef_ptr=accty, gl_ptr=accty,
                                   gb_ptr=accty, gd_ptr=accty, dx_ptr=f"*{dt}"))
+        for tdt in ("u8", dt) if dt == "fp32" else (dt,):  # the fused 2D forward (uint8 and float masks)
+            specs.append(aot_spec(_bce_dice_fwd2d_kernel, dict(ACC=acc, WACC=acc, BLOCK_H=FUSED_BLOCK,
+                                                               BLOCK_W=FUSED_BLOCK),
+                                  num_warps=8, x_ptr=f"*{dt}", t_ptr=f"*{tdt}", band_ptr="*u8", part_ptr=accty,
+                                  scr_ptr=accty, **thr))
     # the common fast path: contiguous rows, int64 strides and sizes (tensors past 2^31 elements), a
     # fp32 logit with a uint8 / fp32 mask and fp32 window sums
     # uint8 / bool masks: uint8 window sums in 2D, int16 in 3D (_sums_dtype)
