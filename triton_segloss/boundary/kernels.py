@@ -16,7 +16,10 @@ strides; a pixel row is r = d * H + h, so an image is D * H rows of W pixels.
 A training step of ``boundary_bce_dice_loss`` is four launches and no host sync: window sums,
 the fused forward (W sums, band, BCE and soft-Dice partials split by band), the one-program
 finisher (normalisation, loss, gradient coefficients) and the backward, which reads the band
-the forward wrote and the coefficients and upstream gradients from device memory.
+the forward wrote and the coefficients and upstream gradients from device memory. In 2D with
+windows up to 2 FUSED_MAX_R + 1 wide it is three: ``_bce_dice_fwd2d_kernel`` finds the band from
+the target's own haloed tiles (box sums from prefix sums exchanged through a scratch slot), so
+no window sums cross memory.
 ``boundary_weight_map`` is four as well (window sums, band + raw weights, finisher, rescale).
 
 On a 0/1 mask every partial sum is an integer; the launchers bound the tiles so that the
