@@ -103,6 +103,25 @@ def _band(y_ptr, m, w0, r, RWS, W, R, lo_a, lo_b, lo_c, hi_a, hi_b, hi_c, ACC: t
 
 
 @triton.jit
+def _store_partials(dst, x, t, valid, band, ACC: tl.constexpr):
+    """The 9 partials of a tile at ``dst``: with l = softplus(x) - x t (BCE with logits) and
+    p = sigmoid(x), [sum l, sum p t, sum p, sum t] over the valid pixels outside the band, the same
+    inside it, then #band (``band`` is already restricted to valid pixels)."""
+    out = valid & ~band
+    l = softplus(x) - x * t
+    p = sigmoid(x)
+    tl.store(dst + 0, tl.sum(tl.sum(tl.where(out, l, 0.0), axis=1), axis=0))
+    tl.store(dst + 1, tl.sum(tl.sum(tl.where(out, p * t, 0.0), axis=1), axis=0))
+    tl.store(dst + 2, tl.sum(tl.sum(tl.where(out, p, 0.0), axis=1), axis=0))
+    tl.store(dst + 3, tl.sum(tl.sum(tl.where(out, t, 0.0), axis=1), axis=0))
+    tl.store(dst + 4, tl.sum(tl.sum(tl.where(band, l, 0.0), axis=1), axis=0))
+    tl.store(dst + 5, tl.sum(tl.sum(tl.where(band, p * t, 0.0), axis=1), axis=0))
+    tl.store(dst + 6, tl.sum(tl.sum(tl.where(band, p, 0.0), axis=1), axis=0))
+    tl.store(dst + 7, tl.sum(tl.sum(tl.where(band, t, 0.0), axis=1), axis=0))
+    tl.store(dst + 8, tl.sum(tl.sum(band.to(ACC), axis=1), axis=0))
+
+
+@triton.jit
 def _pixel_offsets(m, w, r, H, stride_m, stride_d, stride_h, stride_w):
     """Offsets of pixels (m, r = d * H + h, w) of an (M, D, H, W) strided view (int64)."""
     return m * stride_m + (r // H) * stride_d + (r % H) * stride_h + w * stride_w
@@ -242,20 +261,7 @@ def _bce_dice_fwd_kernel(
         tl.store(band_ptr + m * RWS * W + r * W + w, band.to(tl.uint8), mask=valid)
     else:
         band = (w < 0) & valid  # no band: every pixel weighs 1
-    out = valid & ~band
-    l = softplus(x) - x * t
-    p = sigmoid(x)
-    pid = tl.program_id(0).to(tl.int64)
-    dst = part_ptr + pid * 9
-    tl.store(dst + 0, tl.sum(tl.sum(tl.where(out, l, 0.0), axis=1), axis=0))
-    tl.store(dst + 1, tl.sum(tl.sum(tl.where(out, p * t, 0.0), axis=1), axis=0))
-    tl.store(dst + 2, tl.sum(tl.sum(tl.where(out, p, 0.0), axis=1), axis=0))
-    tl.store(dst + 3, tl.sum(tl.sum(tl.where(out, t, 0.0), axis=1), axis=0))
-    tl.store(dst + 4, tl.sum(tl.sum(tl.where(band, l, 0.0), axis=1), axis=0))
-    tl.store(dst + 5, tl.sum(tl.sum(tl.where(band, p * t, 0.0), axis=1), axis=0))
-    tl.store(dst + 6, tl.sum(tl.sum(tl.where(band, p, 0.0), axis=1), axis=0))
-    tl.store(dst + 7, tl.sum(tl.sum(tl.where(band, t, 0.0), axis=1), axis=0))
-    tl.store(dst + 8, tl.sum(tl.sum(band.to(ACC), axis=1), axis=0))
+    _store_partials(part_ptr + tl.program_id(0).to(tl.int64) * 9, x, t, valid, band, ACC)
 
 
 @triton.jit
@@ -319,20 +325,7 @@ def _bce_dice_fwd2d_kernel(
     band = (box >= _threshold(lo_a, lo_b, lo_c, WACC)) & (box <= _threshold(hi_a, hi_b, hi_c, WACC)) & own
     tl.store(band_ptr + m * H * W + h * W + w, band.to(tl.uint8), mask=own)
     x = tl.load(x_ptr + m * stride_xm + h * stride_xh + w * stride_xw, mask=own, other=0.0).to(ACC)
-    tv = t.to(ACC)
-    out = own & ~band
-    lv = softplus(x) - x * tv
-    p = sigmoid(x)
-    dst = part_ptr + pid * 9
-    tl.store(dst + 0, tl.sum(tl.sum(tl.where(out, lv, 0.0), axis=1), axis=0))
-    tl.store(dst + 1, tl.sum(tl.sum(tl.where(out, p * tv, 0.0), axis=1), axis=0))
-    tl.store(dst + 2, tl.sum(tl.sum(tl.where(out, p, 0.0), axis=1), axis=0))
-    tl.store(dst + 3, tl.sum(tl.sum(tl.where(out, tv, 0.0), axis=1), axis=0))
-    tl.store(dst + 4, tl.sum(tl.sum(tl.where(band, lv, 0.0), axis=1), axis=0))
-    tl.store(dst + 5, tl.sum(tl.sum(tl.where(band, p * tv, 0.0), axis=1), axis=0))
-    tl.store(dst + 6, tl.sum(tl.sum(tl.where(band, p, 0.0), axis=1), axis=0))
-    tl.store(dst + 7, tl.sum(tl.sum(tl.where(band, tv, 0.0), axis=1), axis=0))
-    tl.store(dst + 8, tl.sum(tl.sum(band.to(ACC), axis=1), axis=0))
+    _store_partials(part_ptr + pid * 9, x, t.to(ACC), own, band, ACC)
 
 
 @triton.jit
