@@ -1,6 +1,6 @@
 """Shifted class exponentials on the CPU path: e_c = e^(x_c - s) per pixel with s the label's logit
-where that cannot overflow (no max pass), the label's entries by ``gather`` / ``scatter_`` along the class dim.
-Shared by the CE and focal families' PyTorch paths (``ce/torch_impl.py``, ``focal/torch_impl.py``)."""
+where that cannot overflow (no max pass), the label's entries by ``gather`` / ``scatter_`` along the
+class dim. Shared by the CE and focal families' PyTorch paths (``ce/torch_impl.py``, ``focal/torch_impl.py``)."""
 
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def _exp_sum(x, s, y, wc, smooth, others, u):
 
 def shifted_exp(x, y, wc, acc, smooth=False, others=False, keep=False):
     """(e, d, u_y, su) for labels ``y`` (N, 1, S) in [0, C): e_c = e^(x_c - s), d = sum_c e_c,
-    u_y = x_y - s (None for 0), with ``smooth`` su = sum_c w_c (x_c - s). e is an (N, C, S) ``acc`` buffer of its own in the logits' layout
-    (fp16/bf16 widened) with ``keep``, else None. With ``others`` the label's slot of e is 0: then
+    u_y = x_y - s (None for 0), with ``smooth`` su = sum_c w_c (x_c - s). e is an (N, C, S) ``acc``
+    buffer of its own in the logits' layout (fp16/bf16 widened) with ``keep``, else None. With ``others`` the label's slot of e is 0: then
     d is the sum over c != y, d' (1 - p_y) with d' the full sum, without cancellation where p_y ~ 1.
 
     The shift s is x_y where every d < 2^64 (read on the CPU, where that is free): u_y = 0, e_y = 1

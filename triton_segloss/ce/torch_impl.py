@@ -1,20 +1,19 @@
 """PyTorch path of the cross-entropy family: the same functions and contract as ``kernels.py``.
 
 No log-softmax tensor and no one-hot: the logits relative to a per-pixel shift s, u = x - s, in
-a buffer, e^u in place (as ``exp2``, about twice as fast as torch's ``exp`` on the CPU) and its
-class sum d; -log p_c = log d - u_c, the label's logit by ``take``. s is the label's logit
-x_y on the CPU (then u_y = 0 and no max pass; the max where that would overflow, and off the
-CPU). The forward keeps only per-pixel maps. The balanced class weights come from a class
-histogram made with ``index_add_`` on the device (``bincount`` would read its input's maximum
-back to the host on CUDA; on the CPU, where that read is free, it is used). On the CPU one
-``aminmax`` of the labels tells whether every pixel is valid; then no mask is formed and
-nothing is masked. The backward recomputes e in a buffer that becomes the gradient in place:
-the label's slot is set to -inf before the exp, so the class sum is d (1 - p_y) without
-cancellation; one broadcast multiply by the per-pixel scale over d and a ``put_`` of
-``-(1 - p_y)`` times that scale into the label's slot. Every other op works on per-pixel
-(N, 1, S) maps, a C-th of the logits' size; scalars are Python numbers on the CPU. The forward
-computes the backward's e (the label's slot 0) and d_o already; on the eager route it keeps them
-for the backward (``_core/tape.py``), which then is two passes over the logits' size.
+a buffer, e^u in place (as ``exp2``, see ``_core.shifted_exp.exp_``) and its class sum; the
+label's entries by ``gather`` / ``scatter_`` along the classes. s is the label's logit x_y on the
+CPU (then u_y = 0 and no max pass; the max where that would overflow, and off the CPU). The
+label's slot is set to -inf before the exp, so the class sum is d_o = d' (1 - p_y) without
+cancellation (d' = d_o + e_y the full sum) and -log p_y = log d' - u_y. The balanced class
+weights come from a class histogram made with ``index_add_`` on the device (``bincount`` would
+read its input's maximum back to the host on CUDA; on the CPU, where that read is free, it is
+used). On the CPU one ``aminmax`` of the labels tells whether every pixel is valid; then no mask
+is formed and nothing is masked. The backward turns e into the gradient in place: one broadcast
+multiply by the per-pixel scale over d' and a scatter of ``-(1 - p_y)`` times that scale into
+the label's slot. e comes from the forward on the eager route (``_core/tape.py``), else it is
+recomputed the same way. Every other op works on per-pixel (N, 1, S) maps, a C-th of the
+logits' size; scalars are Python numbers on the CPU.
 """
 
 from __future__ import annotations
