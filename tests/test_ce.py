@@ -505,3 +505,31 @@ def test_class_offsets_past_2_31_in_a_later_chunk(sparse_storage, in_place_inter
     with tsl.use_backend("triton"):
         for kw in ({}, {"balance": True, "label_smoothing": 0.1}, {"balance": True, "reduction": "none"}):
             _far_and_near(tsl.cross_entropy, x, t, **kw)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "focal multiclass"])
+def test_compile_many_classes_statistics_output(backend, loss):
+    # above one class tile the ops return per-pixel statistics: their fake's shape must match the
+    # real output under fullgraph=True, also with dynamic sizes (no recompile for a new size)
+    from torch._dynamo.utils import counters
+
+    C = 70 if loss == "cross_entropy" else 21
+
+    def fn(a, b):
+        if loss == "cross_entropy":
+            return tsl.cross_entropy(a, b, label_smoothing=0.1)
+        return tsl.focal_loss(a, b, mode="multiclass")
+
+    x = torch.randn(2, C, 5, 6)
+    compiled_matches_eager(fn, x, _labels(x.shape))
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(fn, fullgraph=True, dynamic=True, backend="aot_eager")
+    for shape in ((2, C, 6, 7), (3, C, 9, 5)):
+        x = torch.randn(shape)
+        t = _labels(shape)
+        got = value_and_grad(compiled, x, t)
+        want = value_and_grad(fn, x, t)
+        torch.testing.assert_close(got[0], want[0], rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(got[1], want[1], rtol=1e-6, atol=1e-7)
+    assert counters["stats"]["unique_graphs"] == 1
