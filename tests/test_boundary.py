@@ -194,12 +194,14 @@ def test_loss_matches_seed(backend, shape, k, log_dice):
 
 
 @pytest.mark.parametrize("shape,k", [((2, 1, 70, 131), 3), ((1, 1, 5, 200), 5), ((1, 1, 130, 64), 11),
-                                     ((1, 1, 64, 64), 31), ((1, 1, 40, 72), 33)])
+                                     ((1, 1, 64, 64), 31), ((1, 1, 40, 72), 33), ((1, 1, 90, 300), 41),
+                                     ((2, 1, 61, 37), 51), ((1, 1, 20, 530), 67), ((1, 1, 9, 30), 131)])
 @pytest.mark.parametrize("tdtype", [torch.float32, torch.uint8, torch.bool, torch.float64])
 def test_fused_2d_band_is_avg_pools(shape, k, tdtype, monkeypatch):
-    """The 2D forward finds the band from the target's own tiles (R <= 15; k = 33 takes the window-sum
-    pass): bit for bit avg_pool's band (the seed's raw weight map), and the same loss and gradient as
-    the window-sum pass, on tiles cut anywhere (widths and heights not multiples of the owned 64 - 2R)."""
+    """The 2D forward finds the band from the target's own strips (windows up to 2 STRIP_MAX_R + 1 wide;
+    k = 131 takes the window-sum pass): bit for bit avg_pool's band (the seed's raw weight map), and the
+    same loss and gradient as the window-sum pass, on strips cut anywhere (widths not multiples of the
+    owned columns, several strips per image at W = 300 and 530, windows wider than the image)."""
     from triton_segloss.boundary import kernels
 
     t = _blobs(shape, cells=3)
@@ -220,12 +222,117 @@ def test_fused_2d_band_is_avg_pools(shape, k, tdtype, monkeypatch):
     torch.testing.assert_close(g1, g2, rtol=1e-5 if x.dtype == torch.float32 else 1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("tdtype", [torch.float32, torch.uint8])
+def test_fused_2d_many_segments(tdtype, monkeypatch):
+    """Images cut into many row segments (each re-reads an R-row halo above and below) and strips:
+    still avg_pool's band bit for bit, the reference's loss and gradient, and no window-sum pass."""
+    from triton_segloss.boundary import kernels
+
+    monkeypatch.setattr(kernels, "STRIP_SEG_PER_R", 1)
+    monkeypatch.setattr(kernels, "STRIP_SEG_MIN", 8)
+
+    def no_window_sums(*a, **kw):
+        raise AssertionError("the 2D fused forward ran the window-sum pass")
+
+    monkeypatch.setattr(kernels, "_window_dh", no_window_sums)
+    for shape, k in (((2, 1, 77, 40), 7), ((1, 1, 103, 260), 35), ((1, 1, 50, 9), 21)):
+        t = _blobs(shape, cells=3)
+        x = torch.randn(shape) * 2
+        want_band = ref.seed001_weight_map(t.double(), k, normalize=False) != 1.0
+        with tsl.use_backend("triton"):
+            band = boundary_bce_dice(x, t.to(tdtype), BoundaryBCEDiceOptions(kernel_size=k))[4]
+            assert torch.equal(band.bool(), want_band)
+            # the seed's avg_pool takes float masks only; the uint8 mask's loss is compared with the float one's
+            compare_to_reference(tsl.boundary_bce_dice_loss, ref.boundary_bce_dice_loss, x, t, k,
+                                 upstream=upstream_not_one)
+            if tdtype != torch.float32:
+                a, b = (value_and_grad(tsl.boundary_bce_dice_loss, x, m, k) for m in (t, t.to(tdtype)))
+                assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_fused_2d_soft_targets(monkeypatch):
+    """Soft (non 0/1) float masks: the vertical sums run in float64 along each strip, so the band
+    agrees with avg_pool's except within rounding of the thresholds, as the window-sum pass does."""
+    b = _blobs((1, 1, 150, 70), cells=25)
+    j = torch.rand(b.shape) * 0.04  # windows inside a region average near 0.98 / 0.02: both thresholds
+    t = b * (1 - j) + (1 - b) * j
+    k = 41
+    a = F.avg_pool2d(t, k, stride=1, padding=k // 2)
+    with tsl.use_backend("triton"):
+        got = boundary_bce_dice(torch.randn(t.shape), t, BoundaryBCEDiceOptions(kernel_size=k))[4].bool()
+    want = ref.seed001_weight_map(t, k, normalize=False) > 1
+    near = ((a.double() - 0.01).abs() < 1e-6) | ((a.double() - 0.99).abs() < 1e-6)
+    assert torch.equal(got[~near], want[~near]) and 0 < int(want.sum()) < want.numel()
+
+
+_F32, _U8, _B, _F64 = torch.float32, torch.uint8, torch.bool, torch.float64
+
+
+@pytest.mark.parametrize("shape,k,tdtype", [
+    ((2, 1, 9, 10, 11), 5, _F32), ((2, 1, 9, 10, 11), 5, _U8), ((2, 1, 9, 10, 11), 5, _F64),
+    ((1, 1, 12, 70, 40), 3, _F32), ((1, 1, 12, 70, 40), 3, _B), ((1, 1, 12, 20, 130), 11, _U8),
+    ((1, 1, 40, 9, 8), 7, _F32), ((1, 1, 40, 9, 8), 7, _F64), ((1, 1, 31, 31, 40), 31, _F32),
+    ((1, 1, 31, 31, 40), 31, _U8), ((1, 1, 33, 34, 40), 33, _U8)])
+def test_fused_3d_band_is_avg_pools(shape, k, tdtype, monkeypatch):
+    """The 3D forward walks along D with (H, W) tiles (windows up to 2 FUSED3_MAX_R + 1 wide; k = 33
+    takes the window-sum pass): bit for bit avg_pool3d's band, and the same loss and gradient as the
+    window-sum pass, on tiles cut anywhere (avg_pool3d refuses windows wider than an axis)."""
+    from triton_segloss.boundary import kernels
+
+    t = _blobs(shape, cells=3)
+    x = torch.randn(shape, dtype=torch.float64 if tdtype == torch.float64 else torch.float32) * 2
+    tt = t.to(tdtype)
+    opts = BoundaryBCEDiceOptions(kernel_size=k)
+    want_band = ref.seed001_weight_map(t[:, 0].double(), k, spatial_dims=3, normalize=False)[:, None] != 1.0
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(kernels, "FUSED_3D", fused)
+        with tsl.use_backend("triton"):
+            band = boundary_bce_dice(x, tt, opts)[4]
+            assert torch.equal(band.bool(), want_band)
+            results.append(value_and_grad(tsl.boundary_bce_dice_loss, x, tt, k, upstream=upstream_not_one))
+    (l1, g1), (l2, g2) = results
+    # the same sums in another order (tiles of another shape): rounding apart
+    torch.testing.assert_close(l1, l2, rtol=1e-6 if x.dtype == torch.float32 else 1e-13, atol=0)
+    torch.testing.assert_close(g1, g2, rtol=1e-5 if x.dtype == torch.float32 else 1e-12, atol=1e-12)
+
+
+def test_fused_3d_many_segments_and_strides(monkeypatch):
+    """Volumes cut into many D segments (each re-reads R halo slices before and after), strided
+    inputs read in place: avg_pool3d's band, the reference's loss and gradient, no window-sum pass."""
+    from triton_segloss.boundary import kernels
+
+    monkeypatch.setattr(kernels, "STRIP_SEG_PER_R", 1)
+    monkeypatch.setattr(kernels, "STRIP_SEG_MIN", 2)
+
+    def no_window_sums(*a, **kw):
+        raise AssertionError("the 3D fused forward ran the window-sum pass")
+
+    monkeypatch.setattr(kernels, "_window_dh", no_window_sums)
+    t = _blobs((2, 1, 17, 12, 13), cells=3)
+    x = torch.randn(2, 1, 17, 12, 13) * 2
+    for k in (3, 7):
+        want_band = ref.seed001_weight_map(t[:, 0], k, spatial_dims=3, normalize=False)[:, None] != 1.0
+        with tsl.use_backend("triton"):
+            band = boundary_bce_dice(x, t.to(torch.uint8), BoundaryBCEDiceOptions(kernel_size=k))[4]
+            assert torch.equal(band.bool(), want_band)
+            compare_to_reference(tsl.boundary_bce_dice_loss, ref.boundary_bce_dice_loss, x, t, k,
+                                 upstream=upstream_not_one)
+    xs = torch.randn(2, 1, 13, 12, 17).transpose(2, 4)  # (2, 1, 17, 12, 13) with W the slowest axis
+    ts = _blobs((2, 1, 12, 17, 13), cells=3).transpose(2, 3)
+    with tsl.use_backend("triton"):
+        compare_to_reference(tsl.boundary_bce_dice_loss, ref.boundary_bce_dice_loss, xs, ts, 5,
+                             upstream=upstream_not_one)
+
+
 def test_fused_2d_strided_inputs(monkeypatch):
     # channels_last logits and a transposed (non-contiguous) target read in place
     x = torch.randn(2, 1, 50, 70).to(memory_format=torch.channels_last)
     t = _blobs((2, 1, 70, 50), cells=3).transpose(-1, -2)
     with tsl.use_backend("triton"):
-        compare_to_reference(tsl.boundary_bce_dice_loss, ref.boundary_bce_dice_loss, x, t, 7, upstream=upstream_not_one)
+        for k in (7, 35):
+            compare_to_reference(tsl.boundary_bce_dice_loss, ref.boundary_bce_dice_loss, x, t, k,
+                                 upstream=upstream_not_one)
 
 
 def test_loss_target_forms_and_no_foreground(backend):

@@ -13,13 +13,20 @@ strides; a pixel row is r = d * H + h, so an image is D * H rows of W pixels.
   mean compared with ``low``/``high`` bit for bit (``ops.band_thresholds``), so the mean is
   never formed.
 
-A training step of ``boundary_bce_dice_loss`` is four launches and no host sync: window sums,
-the fused forward (W sums, band, BCE and soft-Dice partials split by band), the one-program
-finisher (normalisation, loss, gradient coefficients) and the backward, which reads the band
-the forward wrote and the coefficients and upstream gradients from device memory. In 2D with
-windows up to 2 FUSED_MAX_R + 1 wide it is three: ``_bce_dice_fwd2d_kernel`` finds the band from
-the target's own haloed tiles (box sums from prefix sums exchanged through a scratch slot), so
-no window sums cross memory.
+A training step of ``boundary_bce_dice_loss`` is three launches and no host sync: the fused
+forward (band, BCE and soft-Dice partials split by band), the one-program finisher
+(normalisation, loss, gradient coefficients) and the backward, which reads the one-byte band the
+forward wrote and the coefficients and upstream gradients from device memory. The forward finds
+the band from the target itself, so no window sums cross memory:
+
+* 2D (``_bce_dice_fwd_strip_kernel``, windows up to 2 STRIP_MAX_R + 1 wide): a program walks
+  down a column strip, carrying each column's vertical window sum and taking the horizontal one
+  from prefix sums; the rows its sums drop come back from a ring in its scratch.
+* 3D (``_bce_dice_fwd3d_kernel``, windows up to 2 FUSED3_MAX_R + 1 wide): a program walks along D
+  with an (H, W) tile, forming each slice's box sum from prefix sums and carrying the sum along D.
+
+Wider windows take the window-sum pass (four launches): ``_window_dh_kernel``, then
+``_bce_dice_fwd_kernel``, which sums along W on the fly.
 ``boundary_weight_map`` is four as well (window sums, band + raw weights, finisher, rescale).
 
 On a 0/1 mask every partial sum is an integer; the launchers bound the tiles so that the
@@ -39,12 +46,22 @@ from triton_segloss._core.validate import acc_dtype
 NPART = 9  # loss partials per program: [l, pt, p, t] outside the band, the same inside, then #band
 _EXACT = 2 ** 24  # integers below this are exact in fp32
 _TILE = 2048  # pixels per program
-# 2D boundary BCE+Dice: one forward kernel finds the band from FUSED_BLOCK^2 tiles of the target
-# (their inner (FUSED_BLOCK - 2R)^2 pixels owned) for windows up to 2 FUSED_MAX_R + 1 wide; wider
-# windows (a tile would be mostly halo) and 3D take the window-sum pass. FUSED_2D: tests compare.
+# 2D boundary BCE+Dice: one forward kernel finds the band from column strips of the target (2R halo
+# columns in BLOCK_W = 256, or 512 past R = STRIP_WIDE_R; segments of max(STRIP_SEG_PER_R * R,
+# STRIP_SEG_MIN) rows, 2R halo rows) for windows up to 2 STRIP_MAX_R + 1 wide; wider windows (a
+# strip would be mostly halo, its ring of rows large) and 3D take the window-sum pass.
+# 3D: one forward kernel walks along D with (H, W) tiles of up to FUSED3_BLOCK^2 (their inner
+# (FUSED3_BLOCK - 2R)^2 pixels owned; half as wide and tall in fp64) for windows up to
+# 2 FUSED3_MAX_R + 1 wide (FUSED3_MAX_R // 2 in fp64). 8 warps: 16 would cap the registers at 128.
+# FUSED_2D / FUSED_3D: tests compare each with the window-sum pass.
 FUSED_2D = True
-FUSED_BLOCK = 64
-FUSED_MAX_R = 15
+FUSED_3D = True
+FUSED3_BLOCK = 64
+FUSED3_MAX_R = 15
+STRIP_MAX_R = 63
+STRIP_WIDE_R = 32
+STRIP_SEG_PER_R = 16  # halo rows are at most 2R / seg_h = 1/8 of the owned ones
+STRIP_SEG_MIN = 64
 
 
 # ---- device helpers -------------------------------------------------------------------------------
@@ -103,22 +120,37 @@ def _band(y_ptr, m, w0, r, RWS, W, R, lo_a, lo_b, lo_c, hi_a, hi_b, hi_c, ACC: t
 
 
 @triton.jit
-def _store_partials(dst, x, t, valid, band, ACC: tl.constexpr):
-    """The 9 partials of a tile at ``dst``: with l = softplus(x) - x t (BCE with logits) and
-    p = sigmoid(x), [sum l, sum p t, sum p, sum t] over the valid pixels outside the band, the same
-    inside it, then #band (``band`` is already restricted to valid pixels)."""
+def _partial_sums(x, t, valid, band, ACC: tl.constexpr):
+    """The 9 partials of a tile: with l = softplus(x) - x t (BCE with logits) and p = sigmoid(x),
+    [sum l, sum p t, sum p, sum t] over the valid pixels outside the band, the same inside it,
+    then #band (``band`` is already restricted to valid pixels)."""
     out = valid & ~band
     l = softplus(x) - x * t
     p = sigmoid(x)
-    tl.store(dst + 0, tl.sum(tl.sum(tl.where(out, l, 0.0), axis=1), axis=0))
-    tl.store(dst + 1, tl.sum(tl.sum(tl.where(out, p * t, 0.0), axis=1), axis=0))
-    tl.store(dst + 2, tl.sum(tl.sum(tl.where(out, p, 0.0), axis=1), axis=0))
-    tl.store(dst + 3, tl.sum(tl.sum(tl.where(out, t, 0.0), axis=1), axis=0))
-    tl.store(dst + 4, tl.sum(tl.sum(tl.where(band, l, 0.0), axis=1), axis=0))
-    tl.store(dst + 5, tl.sum(tl.sum(tl.where(band, p * t, 0.0), axis=1), axis=0))
-    tl.store(dst + 6, tl.sum(tl.sum(tl.where(band, p, 0.0), axis=1), axis=0))
-    tl.store(dst + 7, tl.sum(tl.sum(tl.where(band, t, 0.0), axis=1), axis=0))
-    tl.store(dst + 8, tl.sum(tl.sum(band.to(ACC), axis=1), axis=0))
+    return (tl.sum(tl.sum(tl.where(out, l, 0.0), axis=1), axis=0),
+            tl.sum(tl.sum(tl.where(out, p * t, 0.0), axis=1), axis=0),
+            tl.sum(tl.sum(tl.where(out, p, 0.0), axis=1), axis=0),
+            tl.sum(tl.sum(tl.where(out, t, 0.0), axis=1), axis=0),
+            tl.sum(tl.sum(tl.where(band, l, 0.0), axis=1), axis=0),
+            tl.sum(tl.sum(tl.where(band, p * t, 0.0), axis=1), axis=0),
+            tl.sum(tl.sum(tl.where(band, p, 0.0), axis=1), axis=0),
+            tl.sum(tl.sum(tl.where(band, t, 0.0), axis=1), axis=0),
+            tl.sum(tl.sum(band.to(ACC), axis=1), axis=0))
+
+
+@triton.jit
+def _store_partials(dst, x, t, valid, band, ACC: tl.constexpr):
+    """The 9 partials of a tile (``_partial_sums``) at ``dst``."""
+    a0, a1, a2, a3, a4, a5, a6, a7, a8 = _partial_sums(x, t, valid, band, ACC)
+    tl.store(dst + 0, a0)
+    tl.store(dst + 1, a1)
+    tl.store(dst + 2, a2)
+    tl.store(dst + 3, a3)
+    tl.store(dst + 4, a4)
+    tl.store(dst + 5, a5)
+    tl.store(dst + 6, a6)
+    tl.store(dst + 7, a7)
+    tl.store(dst + 8, a8)
 
 
 @triton.jit
@@ -274,58 +306,224 @@ def _shifted(scr_ptr, l, rows, cols, dr, dc, BLOCK_H: tl.constexpr, BLOCK_W: tl.
 
 
 @triton.jit
-def _bce_dice_fwd2d_kernel(
+def _bce_dice_fwd_strip_kernel(
     x_ptr,  # logits, (M, 1, H, W) strided
     t_ptr,  # target in [0, 1], (M, 1, H, W) strided, its own dtype
     band_ptr,  # out: band indicator, contiguous (M, H, W) uint8
     part_ptr,  # out: per-program partials, contiguous (programs, 9) in ACC
-    scr_ptr,  # per-program scratch slots, (programs, BLOCK_H * BLOCK_W) in WACC
+    scr_ring_ptr,  # per-program ring of the last ``ring`` target rows, (programs, ring, BLOCK_W): uint8 or WACC
+    scr_slot_ptr,  # per-program slot for the W prefix sums, (programs, CHUNK, BLOCK_W) in WACC
     H, W,
     R,
-    n_tiles_h, n_tiles_w,
+    seg_h,  # owned rows per segment
+    n_segs, n_strips,
+    ring,  # rows of the ring: 2R + 1 + CHUNK
     stride_xm, stride_xh, stride_xw,
     stride_tm, stride_th, stride_tw,
     lo_a, lo_b, lo_c, hi_a, hi_b, hi_c,  # the band on window sums (three fp32 parts each)
-    ACC: tl.constexpr, WACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    ACC: tl.constexpr, WACC: tl.constexpr,
+    VACC: tl.constexpr,  # the vertical running sums: float64 for float masks (no drift down the strip), else WACC
+    CHUNK: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
     """``_bce_dice_fwd_kernel`` for 2D with the band found from the target itself: no window sums
-    cross memory. A program loads a BLOCK_H x BLOCK_W tile whose inner (BLOCK_H - 2R) x (BLOCK_W - 2R)
-    pixels it owns (the R-wide rim is their window's halo, zero outside the image as avg_pool's
-    padding), and forms each inner pixel's (2R + 1)^2 box sum from prefix sums along H then W:
-        col(i, j) = P_h(i + R, j) - P_h(i - R - 1, j),   box(i, j) = P_w(i, j + R) - P_w(i, j - R - 1)
-    (P_h, P_w the inclusive cumulative sums; on a 0/1 mask every value is an integer below 2^24,
-    exact in fp32). The shifted reads go through the program's scratch slot. Partials as
-    ``_bce_dice_fwd_kernel`` over the owned pixels."""
+    cross memory. A program owns BLOCK_W - 2R columns (its strip; the R columns each side are
+    their windows' halo, zero outside the image as avg_pool's padding) of ``seg_h`` rows (its
+    segment; R halo rows above and below), and walks down them CHUNK rows at a time, reading each
+    target row of the strip once. With q the row index within the loaded rows and t(q) = 0
+    outside the image, the vertical window sum of output row q - R is carried down the strip,
+
+        V(q) = sum_{q - 2R <= u <= q} t(u) = V(q - 1) + t(q) - t(q - 2R - 1),
+
+    t(q - 2R - 1) (and the output row's own t(q - R)) coming back from a ring of the last
+    2R + 1 + CHUNK rows in the program's scratch. The box sum is then a prefix sum along W,
+    box(q - R, j) = P_w(j + R) - P_w(j - R - 1), read shifted through a scratch slot. On a 0/1
+    mask every value is an integer below 2^24, exact in fp32; for float masks V runs in float64.
+    Partials as ``_bce_dice_fwd_kernel`` over the owned pixels."""
     pid = tl.program_id(0).to(tl.int64)
-    per_m = n_tiles_h * n_tiles_w
+    per_m = n_segs * n_strips
     m = pid // per_m
-    ih = BLOCK_H - 2 * R
-    iw = BLOCK_W - 2 * R
-    h0 = (pid % per_m) // n_tiles_w * ih - R  # the tile's first row (the halo's)
-    w0 = (pid % n_tiles_w) * iw - R
+    g = (pid % per_m) // n_strips
+    R64 = tl.cast(R, tl.int64)
+    rows = tl.arange(0, CHUNK).to(tl.int64)[:, None]
+    cols = tl.arange(0, BLOCK_W).to(tl.int64)[None, :]
+    w = (pid % n_strips) * (BLOCK_W - 2 * R64) - R64 + cols
+    col_in = (w >= 0) & (w < W)
+    own_col = col_in & (cols >= R64) & (cols < BLOCK_W - R64)
+    hs = g * seg_h - R64  # image row of loaded row q = 0
+    n_q = tl.minimum(seg_h, H - g * seg_h) + 2 * R64  # loaded rows: the owned ones and both halos
+    ring_base = scr_ring_ptr + pid * ring * BLOCK_W + cols
+    slot = scr_slot_ptr + pid * (CHUNK * BLOCK_W)
+    l = rows * BLOCK_W + cols
+    lo = _threshold(lo_a, lo_b, lo_c, WACC)
+    hi = _threshold(hi_a, hi_b, hi_c, WACC)
+    v_last = tl.zeros([BLOCK_W], dtype=VACC)
+    s0 = tl.zeros([], dtype=ACC)
+    s1 = tl.zeros([], dtype=ACC)
+    s2 = tl.zeros([], dtype=ACC)
+    s3 = tl.zeros([], dtype=ACC)
+    s4 = tl.zeros([], dtype=ACC)
+    s5 = tl.zeros([], dtype=ACC)
+    s6 = tl.zeros([], dtype=ACC)
+    s7 = tl.zeros([], dtype=ACC)
+    s8 = tl.zeros([], dtype=ACC)
+    for q0 in range(0, n_q, CHUNK):
+        q = q0 + rows
+        h = hs + q
+        tl.debug_barrier()  # the last chunk's reads of the ring and the slot are done
+        t_new = tl.load(t_ptr + m * stride_tm + h * stride_th + w * stride_tw,
+                        mask=(h >= 0) & (h < H) & (q < n_q) & col_in, other=0)
+        tl.store(ring_base + (q % ring) * BLOCK_W, t_new.to(scr_ring_ptr.dtype.element_ty))
+        tl.debug_barrier()
+        qo = q - 2 * R64 - 1
+        t_old = tl.load(ring_base + (qo % ring) * BLOCK_W, mask=(qo >= 0) & (cols >= 0), other=0)
+        diff = t_new.to(VACC) - t_old.to(VACC)
+        v = v_last[None, :] + tl.cumsum(diff, axis=0)
+        v_last += tl.sum(diff, axis=0)
+        tl.store(slot + l, tl.cumsum(v.to(WACC), axis=1))
+        tl.debug_barrier()
+        box = _shifted(slot, l, rows, cols, 0, R64, CHUNK, BLOCK_W) - _shifted(slot, l, rows, cols, 0, -R64 - 1,
+                                                                              CHUNK, BLOCK_W)
+        own = own_col & (q >= 2 * R64) & (q < n_q)
+        band = (box >= lo) & (box <= hi) & own
+        ho = h - R64
+        tl.store(band_ptr + m * H * W + ho * W + w, band.to(tl.uint8), mask=own)
+        x = tl.load(x_ptr + m * stride_xm + ho * stride_xh + w * stride_xw, mask=own, other=0.0).to(ACC)
+        t = tl.load(ring_base + ((q - R64) % ring) * BLOCK_W, mask=own, other=0).to(ACC)
+        a0, a1, a2, a3, a4, a5, a6, a7, a8 = _partial_sums(x, t, own, band, ACC)
+        s0 += a0
+        s1 += a1
+        s2 += a2
+        s3 += a3
+        s4 += a4
+        s5 += a5
+        s6 += a6
+        s7 += a7
+        s8 += a8
+    dst = part_ptr + pid * 9
+    tl.store(dst + 0, s0)
+    tl.store(dst + 1, s1)
+    tl.store(dst + 2, s2)
+    tl.store(dst + 3, s3)
+    tl.store(dst + 4, s4)
+    tl.store(dst + 5, s5)
+    tl.store(dst + 6, s6)
+    tl.store(dst + 7, s7)
+    tl.store(dst + 8, s8)
+
+
+@triton.jit
+def _bce_dice_fwd3d_kernel(
+    x_ptr,  # logits, (M, D, H, W) strided
+    t_ptr,  # target in [0, 1], (M, D, H, W) strided, its own dtype
+    band_ptr,  # out: band indicator, contiguous (M, D, H, W) uint8
+    part_ptr,  # out: per-program partials, contiguous (programs, 9) in ACC
+    scr_ring_ptr,  # per-program ring of the last ``ring`` target slices, (programs, ring, BLOCK_H * BLOCK_W)
+    scr_box_ptr,  # per-program ring of their (H, W) box sums, (programs, ring, BLOCK_H * BLOCK_W) in WACC
+    scr_slot_ptr,  # per-program slot for the prefix sums, (programs, BLOCK_H * BLOCK_W) in WACC
+    D, H, W,
+    R,
+    seg_d,  # owned slices per segment
+    n_segs, n_tiles_h, n_tiles_w,
+    ring,  # slices of both rings: 2R + 2
+    stride_xm, stride_xd, stride_xh, stride_xw,
+    stride_tm, stride_td, stride_th, stride_tw,
+    lo_a, lo_b, lo_c, hi_a, hi_b, hi_c,  # the band on window sums (three fp32 parts each)
+    ACC: tl.constexpr, WACC: tl.constexpr,
+    VACC: tl.constexpr,  # the running sums along D (WACC: float64 would spill at 64 x 64)
+    BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):
+    """``_bce_dice_fwd_kernel`` for 3D with the band found from the target itself. A program owns
+    the inner (BLOCK_H - 2R) x (BLOCK_W - 2R) pixels of an (H, W) tile (the rim is their windows'
+    halo, zero outside the volume) in ``seg_d`` slices (R halo slices before and after), and walks
+    along D one slice at a time, reading each target slice of the tile once:
+
+        B(q)  = the (2R + 1)^2 box sum of loaded slice q: prefix sums along H, then along W, each
+                read shifted through the scratch slot, P(i + R) - P(i - R - 1),
+        V(q)  = V(q - 1) + B(q) - B(q - 2R - 1)   (the (2R + 1)^3 box of output slice q - R),
+
+    B(q - 2R - 1) and the output slice's own t(q - R) coming back from rings of the last 2R + 2
+    slices in the program's scratch. Exact integers on 0/1 masks (below 2^24 in fp32); on soft
+    masks V carries the rounding of its 2 seg_d additions, as avg_pool3d's k^3-term sums carry
+    theirs. Partials as ``_bce_dice_fwd_kernel`` over the owned pixels."""
+    pid = tl.program_id(0).to(tl.int64)
+    per_m = n_segs * n_tiles_h * n_tiles_w
+    m = pid // per_m
+    rest = pid % per_m
+    g = rest // (n_tiles_h * n_tiles_w)
+    rest = rest % (n_tiles_h * n_tiles_w)
+    R64 = tl.cast(R, tl.int64)
     rows = tl.arange(0, BLOCK_H).to(tl.int64)[:, None]
     cols = tl.arange(0, BLOCK_W).to(tl.int64)[None, :]
-    h = h0 + rows
-    w = w0 + cols
-    inside = (h >= 0) & (h < H) & (w >= 0) & (w < W)
-    own = inside & (rows >= R) & (rows < BLOCK_H - R) & (cols >= R) & (cols < BLOCK_W - R)
-    t = tl.load(t_ptr + m * stride_tm + h * stride_th + w * stride_tw, mask=inside, other=0).to(WACC)
-    slot = scr_ptr + pid * (BLOCK_H * BLOCK_W)
-    l = rows * BLOCK_W + cols
-    R64 = tl.cast(R, tl.int64)
-    tl.store(slot + l, tl.cumsum(t, axis=0))
-    tl.debug_barrier()
-    col = _shifted(slot, l, rows, cols, R64, 0, BLOCK_H, BLOCK_W) - _shifted(slot, l, rows, cols, -R64 - 1, 0,
-                                                                            BLOCK_H, BLOCK_W)
-    tl.debug_barrier()  # every read of the slot done before it is rewritten
-    tl.store(slot + l, tl.cumsum(col, axis=1))
-    tl.debug_barrier()
-    box = _shifted(slot, l, rows, cols, 0, R64, BLOCK_H, BLOCK_W) - _shifted(slot, l, rows, cols, 0, -R64 - 1,
-                                                                            BLOCK_H, BLOCK_W)
-    band = (box >= _threshold(lo_a, lo_b, lo_c, WACC)) & (box <= _threshold(hi_a, hi_b, hi_c, WACC)) & own
-    tl.store(band_ptr + m * H * W + h * W + w, band.to(tl.uint8), mask=own)
-    x = tl.load(x_ptr + m * stride_xm + h * stride_xh + w * stride_xw, mask=own, other=0.0).to(ACC)
-    _store_partials(part_ptr + pid * 9, x, t.to(ACC), own, band, ACC)
+    h = rest // n_tiles_w * (BLOCK_H - 2 * R64) - R64 + rows
+    w = rest % n_tiles_w * (BLOCK_W - 2 * R64) - R64 + cols
+    hw_in = (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    own_hw = hw_in & (rows >= R64) & (rows < BLOCK_H - R64) & (cols >= R64) & (cols < BLOCK_W - R64)
+    ds = g * seg_d - R64  # volume slice of loaded slice q = 0
+    n_q = tl.minimum(seg_d, D - g * seg_d) + 2 * R64
+    l = (rows * BLOCK_W + cols).to(tl.int32)  # offsets within a tile (<= 4096): int32 keeps registers free
+    tile = BLOCK_H * BLOCK_W
+    ring_t = scr_ring_ptr + pid * ring * tile
+    ring_b = scr_box_ptr + pid * ring * tile
+    slot = scr_slot_ptr + pid * tile
+    lo = _threshold(lo_a, lo_b, lo_c, WACC)
+    hi = _threshold(hi_a, hi_b, hi_c, WACC)
+    v = tl.zeros([BLOCK_H, BLOCK_W], dtype=VACC)
+    s0 = tl.zeros([], dtype=ACC)
+    s1 = tl.zeros([], dtype=ACC)
+    s2 = tl.zeros([], dtype=ACC)
+    s3 = tl.zeros([], dtype=ACC)
+    s4 = tl.zeros([], dtype=ACC)
+    s5 = tl.zeros([], dtype=ACC)
+    s6 = tl.zeros([], dtype=ACC)
+    s7 = tl.zeros([], dtype=ACC)
+    s8 = tl.zeros([], dtype=ACC)
+    for q in range(0, n_q):
+        q64 = tl.cast(q, tl.int64)
+        d = ds + q64 + rows * 0  # as a [BLOCK_H, 1] tensor: the slice's validity is a tensor mask
+        tl.debug_barrier()  # the last slice's reads of the slot are done
+        t_new = tl.load(t_ptr + m * stride_tm + d * stride_td + h * stride_th + w * stride_tw,
+                        mask=hw_in & (d >= 0) & (d < D), other=0)
+        tl.store(ring_t + (q64 % ring) * tile + l, t_new.to(scr_ring_ptr.dtype.element_ty))
+        tl.store(slot + l, tl.cumsum(t_new.to(WACC), axis=0))
+        tl.debug_barrier()
+        col = _shifted(slot, l, rows, cols, R64, 0, BLOCK_H, BLOCK_W) - _shifted(slot, l, rows, cols, -R64 - 1, 0,
+                                                                                BLOCK_H, BLOCK_W)
+        tl.debug_barrier()
+        tl.store(slot + l, tl.cumsum(col, axis=1))
+        tl.debug_barrier()
+        box = _shifted(slot, l, rows, cols, 0, R64, BLOCK_H, BLOCK_W) - _shifted(slot, l, rows, cols, 0, -R64 - 1,
+                                                                                BLOCK_H, BLOCK_W)
+        tl.store(ring_b + (q64 % ring) * tile + l, box)
+        qo = q64 - 2 * R64 - 1
+        old = tl.load(ring_b + (qo % ring) * tile + l, mask=(qo + l * 0) >= 0, other=0.0)
+        v += box.to(VACC) - old.to(VACC)
+        own = own_hw & ((q64 + rows * 0) >= 2 * R64)
+        band = (v.to(WACC) >= lo) & (v.to(WACC) <= hi) & own
+        do = d - R64
+        tl.store(band_ptr + ((m * D + do) * H + h) * W + w, band.to(tl.uint8), mask=own)
+        x = tl.load(x_ptr + m * stride_xm + do * stride_xd + h * stride_xh + w * stride_xw, mask=own,
+                    other=0.0).to(ACC)
+        t = tl.load(ring_t + ((q64 - R64) % ring) * tile + l, mask=own, other=0).to(ACC)
+        a0, a1, a2, a3, a4, a5, a6, a7, a8 = _partial_sums(x, t, own, band, ACC)
+        s0 += a0
+        s1 += a1
+        s2 += a2
+        s3 += a3
+        s4 += a4
+        s5 += a5
+        s6 += a6
+        s7 += a7
+        s8 += a8
+    dst = part_ptr + pid * 9
+    tl.store(dst + 0, s0)
+    tl.store(dst + 1, s1)
+    tl.store(dst + 2, s2)
+    tl.store(dst + 3, s3)
+    tl.store(dst + 4, s4)
+    tl.store(dst + 5, s5)
+    tl.store(dst + 6, s6)
+    tl.store(dst + 7, s7)
+    tl.store(dst + 8, s8)
 
 
 @triton.jit
@@ -508,10 +706,27 @@ def _window_dh(t4, R, spatial_dims, acc):
     return y
 
 
-def _fused_warps(dtype, wacc) -> int:
-    """Warps of the fused 2D forward: 8 (143-160 registers, no spills on sm_80/sm_90 in fp32); 16 when
-    either side is fp64 (128 registers, 40 B of spills; 8 warps would spill 76-84 B)."""
-    return 16 if torch.float64 in (dtype, wacc) else 8
+def _strip_plan(H, W, R):
+    """(BLOCK_W, CHUNK, seg_h, n_segs, n_strips, ring) of the 2D strip forward. The strip reads
+    BLOCK_W / (BLOCK_W - 2R) of the target's columns and each segment (seg_h + 2R) / seg_h of its
+    rows, <= 1.45 x 1.125 up to R = 63 (BLOCK_W narrower when the image is); CHUNK rows of BLOCK_W
+    make a 2048-element tile."""
+    block_w = max(64, min(256 if R <= STRIP_WIDE_R else 512, triton.next_power_of_2(W + 2 * R)))  # narrow images
+    chunk = 2048 // block_w
+    seg_h = max(STRIP_SEG_PER_R * R, STRIP_SEG_MIN)
+    seg_h = min(triton.cdiv(seg_h, chunk) * chunk, triton.cdiv(H, chunk) * chunk)
+    return block_w, chunk, seg_h, triton.cdiv(H, seg_h), triton.cdiv(W, block_w - 2 * R), 2 * R + 1 + chunk
+
+
+def _tile3d_plan(D, H, W, R, f64=False):
+    """(BLOCK_H, BLOCK_W, seg_d, n_segs, n_tiles_h, n_tiles_w, ring) of the 3D fused forward: tiles of
+    up to FUSED3_BLOCK^2 (a quarter of that in fp64, whose registers would spill; narrower for
+    small slices), segments of D as the 2D strips' of H."""
+    top = FUSED3_BLOCK // (2 if f64 else 1)
+    bh = max(16, min(top, triton.next_power_of_2(H + 2 * R)))
+    bw = max(16, min(top, triton.next_power_of_2(W + 2 * R)))
+    seg_d = min(max(STRIP_SEG_PER_R * R, STRIP_SEG_MIN), D)
+    return bh, bw, seg_d, triton.cdiv(D, seg_d), triton.cdiv(H, bh - 2 * R), triton.cdiv(W, bw - 2 * R), 2 * R + 2
 
 
 def _pixel_grid(shape, R, vmax, acc):
@@ -574,21 +789,41 @@ def forward(x, t, box, o):
     coef = torch.empty((5 + 2 * M,), device=x.device, dtype=acc)
     bw = split_f64(o.boundary_weight)
     thr = _thresholds(box if box is not None else (1, 0.0, 0.0))
-    fused = FUSED_2D and o.weighted and sd == 2 and R <= FUSED_MAX_R
-    if fused:  # one pass: the band from the target's own tiles (no window sums in memory)
-        inner = FUSED_BLOCK - 2 * R
-        n_blocks_r, n_blocks_w = triton.cdiv(H, inner), triton.cdiv(W, inner)
+    fused = FUSED_2D and o.weighted and sd == 2 and R <= STRIP_MAX_R
+    f64 = torch.float64 in (x.dtype, wacc)
+    fused3 = FUSED_3D and o.weighted and sd == 3 and R <= (FUSED3_MAX_R if not f64 else FUSED3_MAX_R // 2)
+    if fused3:  # one pass along D: the band from the target's own tiles
+        tile_h, tile_w, seg_d, n_segs, n_th, n_tw, ring = _tile3d_plan(D, H, W, R, f64)
+        programs = M * n_segs * n_th * n_tw
+        n_blocks_r, n_blocks_w = n_segs * n_th, n_tw  # per image: n_blocks_r * n_blocks_w programs
+        part = torch.empty((programs, NPART), device=x.device, dtype=acc)
+    if fused:  # one pass: the band from the target's own strips (no window sums in memory)
+        block_w, chunk, seg_h, n_blocks_r, n_blocks_w, ring = _strip_plan(H, W, R)
         programs = M * n_blocks_r * n_blocks_w
         part = torch.empty((programs, NPART), device=x.device, dtype=acc)
     with device_guard(x):
         if fused:
-            scr = torch.empty((programs, FUSED_BLOCK * FUSED_BLOCK), device=x.device, dtype=wacc)
-            _bce_dice_fwd2d_kernel[(programs,)](
-                x_ptr=x4, t_ptr=t4, band_ptr=band, part_ptr=part, scr_ptr=scr, H=H, W=W, R=R,
-                n_tiles_h=n_blocks_r, n_tiles_w=n_blocks_w, stride_xm=x4.stride(0), stride_xh=x4.stride(2),
-                stride_xw=x4.stride(3), stride_tm=t4.stride(0), stride_th=t4.stride(2), stride_tw=t4.stride(3),
-                **thr, ACC=tl_acc(x.dtype), WACC=tl_acc(wacc), BLOCK_H=FUSED_BLOCK, BLOCK_W=FUSED_BLOCK,
-                num_warps=_fused_warps(x.dtype, wacc))
+            narrow = t.dtype in (torch.bool, torch.uint8)
+            scr_ring = torch.empty((programs, ring, block_w), device=x.device, dtype=torch.uint8 if narrow else wacc)
+            scr_slot = torch.empty((programs, chunk, block_w), device=x.device, dtype=wacc)
+            _bce_dice_fwd_strip_kernel[(programs,)](
+                x_ptr=x4, t_ptr=t4, band_ptr=band, part_ptr=part, scr_ring_ptr=scr_ring, scr_slot_ptr=scr_slot,
+                H=H, W=W, R=R, seg_h=seg_h, n_segs=n_blocks_r, n_strips=n_blocks_w, ring=ring,
+                stride_xm=x4.stride(0), stride_xh=x4.stride(2), stride_xw=x4.stride(3), stride_tm=t4.stride(0),
+                stride_th=t4.stride(2), stride_tw=t4.stride(3), **thr, ACC=tl_acc(x.dtype), WACC=tl_acc(wacc),
+                VACC=tl.float64 if t.dtype.is_floating_point else tl_acc(wacc), CHUNK=chunk, BLOCK_W=block_w,
+                num_warps=8)
+        elif fused3:
+            narrow = t.dtype in (torch.bool, torch.uint8)
+            scr_ring = torch.empty((programs, ring, tile_h * tile_w), device=x.device, dtype=torch.uint8 if narrow else wacc)
+            scr_box = torch.empty((programs, ring, tile_h * tile_w), device=x.device, dtype=wacc)
+            scr_slot = torch.empty((programs, tile_h * tile_w), device=x.device, dtype=wacc)
+            _bce_dice_fwd3d_kernel[(programs,)](
+                x_ptr=x4, t_ptr=t4, band_ptr=band, part_ptr=part, scr_ring_ptr=scr_ring, scr_box_ptr=scr_box,
+                scr_slot_ptr=scr_slot, D=D, H=H, W=W, R=R, seg_d=seg_d, n_segs=n_segs, n_tiles_h=n_th,
+                n_tiles_w=n_tw, ring=ring, **_strides("x", x4), **_strides("t", t4), **thr, ACC=tl_acc(x.dtype),
+                WACC=tl_acc(wacc), VACC=tl_acc(wacc), BLOCK_H=tile_h,
+                BLOCK_W=tile_w, num_warps=8)
         else:
             y = _window_dh(t4, R, sd, wacc) if o.weighted else None
             _bce_dice_fwd_kernel[(programs,)](
@@ -651,11 +886,23 @@ def _aot_variants():
                                   x_ptr=f"*{dt}", t_ptr="*fp32", band_ptr="*u8", coef_ptr=accty, gl_ptr=accty,
                                   gb_ptr=accty, gd_ptr=accty, dx_ptr=f"*{dt}"))
         for tdt in ("u8", dt) if dt == "fp32" else (dt,):  # the fused 2D forward (uint8 and float masks)
-            specs.append(aot_spec(_bce_dice_fwd2d_kernel, dict(ACC=acc, WACC=acc, BLOCK_H=FUSED_BLOCK,
-                                                               BLOCK_W=FUSED_BLOCK),
-                                  num_warps=16 if dt == "fp64" else 8, x_ptr=f"*{dt}", t_ptr=f"*{tdt}",
-                                  band_ptr="*u8", part_ptr=accty,
-                                  scr_ptr=accty, **thr))
+            vacc = acc if tdt == "u8" else tl.float64
+            for block_w in (64, 128, 256, 512) if dt == "fp32" else (64, 256):
+                specs.append(aot_spec(_bce_dice_fwd_strip_kernel, dict(ACC=acc, WACC=acc, VACC=vacc,
+                                                                       CHUNK=2048 // block_w, BLOCK_W=block_w),
+                                      num_warps=8, x_ptr=f"*{dt}", t_ptr=f"*{tdt}", band_ptr="*u8", part_ptr=accty,
+                                      scr_ring_ptr="*u8" if tdt == "u8" else accty, scr_slot_ptr=accty, **thr))
+    for dt, tdt in (("fp32", "u8"), ("fp32", "fp32"), ("bf16", "bf16"), ("fp64", "fp64")):  # the fused 3D forward
+        acc = tl.float64 if dt == "fp64" else tl.float32
+        accty = "*fp64" if dt == "fp64" else "*fp32"
+        for block in (16, 32, 64) if tdt == "u8" else (64,):
+            specs.append(aot_spec(_bce_dice_fwd3d_kernel, dict(ACC=acc, WACC=acc, VACC=acc,
+                                                               BLOCK_H=block // (2 if dt == "fp64" else 1),
+                                                               BLOCK_W=block // (2 if dt == "fp64" else 1)),
+                                  num_warps=8, x_ptr=f"*{dt}",
+                                  t_ptr=f"*{tdt}", band_ptr="*u8", part_ptr=accty,
+                                  scr_ring_ptr="*u8" if tdt == "u8" else accty,
+                                  scr_box_ptr=accty, scr_slot_ptr=accty, **thr))
     # the common fast path: contiguous rows, int64 strides and sizes (tensors past 2^31 elements), a
     # fp32 logit with a uint8 / fp32 mask and fp32 window sums
     # uint8 / bool masks: uint8 window sums in 2D, int16 in 3D (_sums_dtype)
