@@ -239,14 +239,35 @@ def label_ignore(target: Tensor, ignore_index: Optional[int]) -> Optional[int]:
     return ignore_index
 
 
+_LAST_RANGE: list = [None]  # ((labels' key), lo, hi): what check_label_values read last, for label_range
+
+
+def _range_key(t: Tensor) -> tuple:
+    # views of the same labels share the pointer and the version counter; an in-place write bumps it
+    return t.data_ptr(), t.numel(), t.dtype, t.device, t._version
+
+
+def label_range(t: Tensor) -> tuple[int, int]:
+    """(min, max) of CPU labels as ints: the value check's ``aminmax`` when it has just read these
+    very labels (taken once), else one ``aminmax`` pass. Saves a pass over the labels per call."""
+    memo, _LAST_RANGE[0] = _LAST_RANGE[0], None
+    if memo is not None and memo[0] == _range_key(t):
+        return memo[1], memo[2]
+    lo, hi = torch.aminmax(t)
+    return int(lo), int(hi)
+
+
 def check_label_values(target: Tensor, num_classes: int, ignore_index: Optional[int], name: str = "target") -> None:
     """Labels must lie in [0, num_classes) unless equal to ``ignore_index`` (value check).
 
     Comparisons run in int64, so a negative ``ignore_index`` never matches a wrapped uint8 label.
     """
+    _LAST_RANGE[0] = None
     if not check_values_now(target) or target.numel() == 0:
         return
     lo, hi = torch.aminmax(target)  # one pass for the common all-valid case
+    if target.device.type == "cpu":
+        _LAST_RANGE[0] = (_range_key(target), int(lo), int(hi))
     if bool((lo >= 0) & (hi < num_classes)):
         return
     t = target.long()

@@ -25,7 +25,7 @@ from triton_segloss._core.shifted_exp import at_label as _at
 from triton_segloss._core.shifted_exp import exp_ as _exp_
 from triton_segloss._core.shifted_exp import put_label_ as _put_label_
 from triton_segloss._core.shifted_exp import shifted_exp as _shifted_exp
-from triton_segloss._core.validate import acc_dtype
+from triton_segloss._core.validate import acc_dtype, label_range
 
 
 def _stats_shape(N, C, S):
@@ -37,14 +37,14 @@ def _stats_shape(N, C, S):
 def _labels(x, t, o):
     """(labels for gathers, in [0, C); valid mask, or None when every pixel is valid), (N, 1, S).
 
-    On the CPU one ``aminmax`` (reading it costs no device sync there) tells whether every label
-    lies in [0, C) with ``ignore_index`` outside the labels' range; then no mask is formed and
-    the ops below skip their masking."""
+    On the CPU one ``aminmax`` (reading it costs no device sync there; the value check's own, see
+    ``label_range``) tells whether every label lies in [0, C) with ``ignore_index`` outside the
+    labels' range; then no mask is formed and the ops below skip their masking."""
     C = x.shape[1]
     y = t.to(torch.int64)
     ii = o.ignore_index
     if y.device.type == "cpu" and y.numel():
-        lo, hi = (int(v) for v in torch.aminmax(y))
+        lo, hi = label_range(y)
         if 0 <= lo and hi < C and (ii is None or not lo <= ii <= hi):
             return y, None
     yc = y.clamp(0, C - 1)

@@ -35,7 +35,7 @@ import torch
 
 from triton_segloss._core import tape
 from triton_segloss._core.dist import all_reduce_sum
-from triton_segloss._core.validate import acc_dtype
+from triton_segloss._core.validate import acc_dtype, label_range
 
 from .ops import NCOEF, TINY, class_positions, class_vector, grad_layout, out_shape, pixel_reduction, pixel_scale
 
@@ -330,7 +330,7 @@ def _fast_labels(x, y, f):
     c = x.shape[1]
     x = x.to(acc_dtype(x.dtype), memory_format=torch.contiguous_format).contiguous()  # (to() keeps a same-dtype x)
     if y.device.type == "cpu" and y.numel():
-        lo, hi = (int(v) for v in torch.aminmax(y))
+        lo, hi = label_range(y)
         ig = f.ignore_index
         if lo >= 0 and hi < c and (ig is None or not lo <= ig <= hi):
             return x, y.long(), None

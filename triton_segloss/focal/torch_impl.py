@@ -20,7 +20,7 @@ import torch
 
 from triton_segloss._core import tape
 from triton_segloss._core.shifted_exp import at_label, put_label_, shifted_exp
-from triton_segloss._core.validate import acc_dtype
+from triton_segloss._core.validate import acc_dtype, label_range
 
 
 def _pow(q, gamma):
@@ -371,7 +371,7 @@ def _softmax_labels(x, y, o):
     y = y.long()
     ii = o.ignore_index
     if y.device.type == "cpu" and y.numel():
-        lo, hi = (int(v) for v in torch.aminmax(y))
+        lo, hi = label_range(y)
         if 0 <= lo and hi < C and (ii is None or not lo <= ii <= hi):
             return y.unsqueeze(1), None
     yc = y.clamp(0, C - 1)
