@@ -17,8 +17,17 @@ and values per pass). Bytes per sorted element, key size k, int64 index 8:
   fill 8, histogram k, passes 2(k + 8) each, segment sort 8 + 16 per pass, gather 8 + 8 + 2k.
 * >= 128 segments (cub DeviceSegmentedSort): fill 8, ceil(8k / 6) passes of k + 2(k + 8).
 
-``python -m bench.lovasz_sort`` prints the sort model for the Lovász shapes and each step's
-bytes per logit element: the kernels counted in the interpreter plus the modeled sort.
+``python -m bench.lovasz_sort`` prints, for the Lovász shapes, each step's bytes per logit
+element: the kernels counted in the interpreter plus the modeled sort when ``torch.sort`` runs.
+Segments of at most ``kernels.REG_SORT_MAX`` pixels (fp32 errors) take the register-sort path:
+one program per segment sorts packed int64 keys with ``tl.sort`` in registers and walks them,
+so no sort op is called and nothing is charged by the model; what that kernel loads from and
+stores to global memory (its logits and target, or the errors kernel's keys and flags, and d)
+is counted lane by lane like every kernel's. The last column divides the step by the model of
+one torch.sort of the step's fp32 keys (its ``(SEG, P)`` rows), whether or not it ran: the
+issue's goal is step <= 1.5x that. ``--sort-path`` forces ``torch.sort`` (``REG_SORT_MAX = 0``,
+the path before the register sort); ``--spills`` compiles the register-sort kernel for
+sm_80 / sm_90 (no interpreter) and prints registers and ptxas spill bytes per BLOCK.
 """
 
 from __future__ import annotations
@@ -43,27 +52,107 @@ def sort_bytes_per_elem(nsegments: int, nsort: int, key_bytes: int = 4) -> tuple
 
 
 def _step(fn, x, t, seg_p):
+    """(path, step B/logit, of which the torch.sort model, sort I/O B/logit, the reference sort
+    B/logit: the model of one sort of the (SEG, P) fp32 keys)."""
     from bench import traffic
 
-    st = traffic.count_step(fn, x, t)  # charges the sort by the model below (traffic.SORT_MODEL)
+    st = traffic.count_step(fn, x, t)  # charges a torch.sort by the model above (traffic.SORT_MODEL)
     sort = sum(b for op, b in st.aten_by_op.items() if "sort" in op)
     nseg, p = seg_p
     path, per = sort_bytes_per_elem(nseg, p)
-    assert abs(sort - per * nseg * p) <= 2, (sort, per * nseg * p)  # the counter's sort is this one
-    other = st.total - sort
-    return path, per, st.sort_io / x.numel(), st.total / x.numel(), sort / x.numel(), other / x.numel()
+    ref = per * nseg * p
+    reg = any("_lovasz_reg_sort_kernel" in op for op in st.kernel_by_op)
+    if reg:
+        assert sort == 0, st.aten_by_op  # no sort op on the register path
+        path = f"register sort (tl.sort), not {path}"
+    else:
+        assert abs(sort - ref) <= 2, (sort, ref)  # the counter's sort is this one
+    n = x.numel()
+    return path, st.total / n, sort / n, st.sort_io / n, ref / n
 
 
-def main():
+def _reg_sort_variant(block: int, hinge: bool, dt: str = "fp32"):
+    """(constexprs, types) of the register-sort kernel as the launcher runs it: the hinge with
+    ignore_index; softmax with a class list and class weights."""
+    import triton.language as tl
+
+    const = dict(HINGE=hinge, PER_IMAGE=True, HAS_IGNORE=hinge, ALL_CLASSES=hinge, PRESENT=False,
+                 HAS_CW=not hinge, REDUCTION=0, ACC=tl.float32, BLOCK=block, BLOCK_K=32, BLOCK_CH=32)
+    types = dict(x_ptr=f"*{dt}", t_ptr="*fp32", fg_ptr="*u8", tab_ptr="*i32", cw_ptr="*fp64", gts_ptr="*i32",
+                 ticket_ptr="*i32", ig_hi="fp32", ig_lo="fp32", mn_hi="fp32", mn_lo="fp32", mp_hi="fp32",
+                 mp_lo="fp32")
+    return const, types
+
+
+def spills(blocks=(256, 1024, 2048, 4096), warps=None):
+    """Registers and ptxas spill bytes of _lovasz_reg_sort_kernel (hinge and softmax variants) for
+    sm_80 and sm_90, compiled ahead of time with the launcher's num_warps (or each of ``warps``)."""
+    import re
+    import subprocess
+    import tempfile
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from bench.dice_large_c import _ptxas
+    from triton_segloss._core.aot import aot_spec
+    from triton_segloss.lovasz import kernels as K
+
+    targets = {"sm_80": GPUTarget("cuda", 80, 32), "sm_90": GPUTarget("cuda", 90, 32)}
+    print("| BLOCK | num_warps | variant | arch | registers | spill stores | spill loads |")
+    print("|---|---|---|---|---|---|---|")
+    worst = 0
+    for block in blocks:
+        for w in (warps or [K._reg_sort_warps(block)]):
+            for hinge in (True, False):
+                const, types = _reg_sort_variant(block, hinge)
+                sig, cx, attrs = aot_spec(K._lovasz_reg_sort_kernel, const, **types).signature()
+                for arch, target in targets.items():
+                    k = triton.compile(ASTSource(fn=K._lovasz_reg_sort_kernel, signature=sig, constexprs=cx,
+                                                 attrs=attrs), target=target, options={"num_warps": w})
+                    with tempfile.TemporaryDirectory() as d:
+                        ptx = os.path.join(d, "k.ptx")
+                        with open(ptx, "w") as f:
+                            f.write(k.asm["ptx"])
+                        gpu = re.search(r"^\.target (\w+)", k.asm["ptx"], re.M).group(1)
+                        out = subprocess.run([_ptxas(arch), "-v", "--gpu-name", gpu, ptx, "-o",
+                                              os.path.join(d, "k.cubin")], capture_output=True, text=True)
+                    text = out.stdout + out.stderr
+                    m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", text)
+                    r = re.search(r"Used (\d+) registers", text)
+                    if m is None:
+                        raise RuntimeError(text)
+                    st, ld = int(m.group(1)), int(m.group(2))
+                    worst = max(worst, st + ld)
+                    print(f"| {block} | {w} | {'hinge' if hinge else 'softmax'} | {arch} | "
+                          f"{r.group(1) if r else '?'} | {st} | {ld} |", flush=True)
+    return worst
+
+
+def main(argv=None):
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m bench.lovasz_sort", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sort-path", action="store_true", help="force torch.sort (REG_SORT_MAX = 0): the old path")
+    ap.add_argument("--spills", action="store_true", help="registers and spills of the register sort (no interpreter)")
+    a = ap.parse_args(argv)
+    if a.spills:
+        if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+            raise SystemExit("--spills compiles for real GPUs: run it without TRITON_INTERPRET")
+        return spills()
     os.environ.setdefault("TRITON_INTERPRET", "1")
     import torch
 
     import triton_segloss as tsl
     from bench.traffic import no_value_checks  # noqa: F401 (needs TRITON_INTERPRET first)
+    from triton_segloss.lovasz import kernels
 
+    if a.sort_path:
+        kernels.REG_SORT_MAX = 0
     torch.manual_seed(0)
-    print("| case | shape | sort path | sort B/sorted elem (model) | aten-counted sort B/logit | "
-          "step B/logit with the model | of which sort | rest | step / sort (goal <= 1.5) |")
+    print("| case | shape | sort path | sort B/sorted elem (model) | torch.sort I/O B/logit | step B/logit | "
+          "of which torch.sort (model) | rest | step / one sort of the keys (goal <= 1.5) |")
     print("|---|---|---|---|---|---|---|---|---|")
     rows = []
     for n, h in ((2, 64), (8, 128)):
@@ -80,9 +169,10 @@ def main():
                          (n * 4, h * h) if pi else (4, n * h * h)))
     with tsl.use_backend("triton"):
         for name, x, t, fn, sp in rows:
-            path, per, io, total, sort, other = _step(fn, x, t, sp)
+            path, total, sort, io, ref = _step(fn, x, t, sp)
+            per = ref * x.numel() / (sp[0] * sp[1])
             print(f"| {name} | {'x'.join(map(str, x.shape))} | {path} | {per:.0f} | {io:.1f} | {total:.1f} | "
-                  f"{sort:.1f} | {other:.1f} | {total / sort:.2f} |")
+                  f"{sort:.1f} | {total - sort:.1f} | {total / ref:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,22 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _lovasz_sort_path(request, monkeypatch):
+    """Lovász segments take the torch.sort path in every test file but the register-sort one.
+
+    The register path's ``tl.sort`` costs the interpreter ~10 s per 4096-key segment (578 s instead
+    of 78 s for tests/test_lovasz.py alone), and most Lovász tests are about the options, the walk's
+    chunks and carries and the launch budget of the sort path. tests/test_lovasz_register_sort.py
+    runs the register path against the eager reference over the options and checks its d bit for
+    bit against the sort path's, so the two paths stay tied.
+    """
+    if request.node.path.name != "test_lovasz_register_sort.py":
+        from triton_segloss.lovasz import kernels
+
+        monkeypatch.setattr(kernels, "REG_SORT_MAX", 0)
+
+
 @pytest.fixture
 def in_place_interpreter(monkeypatch):
     """Skip the interpreter's copy of every argument's storage back onto itself after a launch.

@@ -4,7 +4,9 @@ A *segment* is the set of pixels whose errors are sorted together: one image
 (``per_image``) or the whole batch, times one class column for Lovász-Softmax.
 Segment ``seg = g * K + k`` (image group g, column k) is row ``seg`` of one
 (SEG, P) tensor, sorted by a single ``torch.sort(..., descending=True,
-stable=True)`` (stable: ties keep pixel order, so every run breaks them alike).
+stable=True)`` (stable: ties keep pixel order, so every run breaks them alike),
+or, for segments of at most REG_SORT_MAX pixels with 32-bit errors, in the
+registers of one program per segment (the register-sort path, at the end).
 Ignored pixels get the error -inf: they sort last, count neither as foreground
 nor background, and cost nothing.
 
@@ -41,6 +43,30 @@ One training step, on the device only (no host sync):
                 (softmax from logits) the softmax Jacobian over the classes of the pixel.
 
 Only d (4 B per pixel and column) is kept between forward and backward.
+
+The register-sort path. A segment of at most REG_SORT_MAX pixels with 32-bit errors (fp32,
+bf16 or fp16 logits) is sorted and walked by one program, with no torch.sort, no count kernel
+and no int64 permutation. Each pixel's error and flag become one int64 key: the high word is
+the error's float bits mapped to a signed int32 m that increases with the error (sign bit
+clear: the bits; set: the bits with the 31 value bits flipped; NaN: the int32 maximum, since
+torch.sort puts NaN first), complemented so that larger errors give smaller keys; the low word
+is 2 p + f, p the pixel's position in its segment and f its flag. One ascending tl.sort of the
+keys (signed int64 compares) orders the errors decreasingly with ties in increasing p: the
+order of the stable descending sort. Lanes past P get the error -inf and positions past P, so
+they sort after every pixel (after the ignored ones too). The program then undoes the packing
+(error, flag, p), forms cf_i by an inclusive tl.cumsum, gts as the flags' sum, and the terms
+relu(e_i) g_i and d_i with the same helper and formulas as the walk kernel, so d is the sort
+path's bit for bit and only the value's summation order differs. d is scattered to position p,
+the segment's value and gts go to per-segment scratch, and the last program by the ticket runs
+the finisher with one chunk per segment. fp64 keeps the sort path: its 64 error bits leave no
+room for an index. Only the ties among positive errors affect d (an element with e <= 0 has
+d = 0, and every element before a positive one is positive), so -0 sorting below +0 is harmless.
+
+    hinge     1 register-sort kernel: reads x and t of its segment, writes d (no key buffer);
+                the ticket is zeroed by one fill before it
+    softmax   1 errors kernel (as above: the keys and flag bytes; zeroes the ticket)
+              2 register-sort kernel: reads the errors and flags of its segment, writes d over them
+    backward  the backward kernel, unchanged.
 """
 
 from __future__ import annotations
@@ -61,6 +87,24 @@ MAX_BLOCK = 1024
 BLOCK_K = 32  # columns per tile in the finisher and the backward's listed-class sums
 BLOCK_CH = 32  # chunk partials per tile in the walk's carry and the finisher's sums
 REDUCTION_CODE = {"mean": 0, "sum": 1, "none": 2}
+# Segments of at most REG_SORT_MAX pixels with 32-bit errors are sorted and walked inside one
+# program each (_lovasz_reg_sort_kernel); longer ones, and fp64, take torch.sort and the walk.
+REG_SORT_MAX = 4096
+
+
+@triton.jit
+def _hinge_errors(x_ptr, t_ptr, n, s, mask, stride_xn, stride_xs, stride_tn, stride_ts,
+                  ig_hi, ig_lo, mn_hi, mn_lo, mp_hi, mp_lo, HAS_IGNORE: tl.constexpr, ACC: tl.constexpr):
+    """(e, fg) of pixels (n, s): the hinge errors (-inf where ignored or ``mask`` is off) and the
+    foreground flags f = [t > 0.5] of the valid pixels."""
+    x = load_ncs(x_ptr, n, 0, s, stride_xn, 0, stride_xs, mask, 0.0, ACC)
+    t = load_ncs(t_ptr, n, 0, s, stride_tn, 0, stride_ts, mask, 0, ACC)
+    valid = mask
+    if HAS_IGNORE:
+        valid = valid & (t != scalar(ig_hi, ig_lo, ACC))
+    fg = valid & (t > 0.5)
+    e = tl.where(fg, scalar(mp_hi, mp_lo, ACC) - x, scalar(mn_hi, mn_lo, ACC) + x)
+    return tl.where(valid, e, float("-inf")), fg
 
 
 @triton.jit
@@ -83,14 +127,8 @@ def _lovasz_hinge_err_kernel(
     """e = m - x (2f - 1) with f = [t > 0.5]: e = m_pos - x on foreground, m_neg + x on background."""
     _, n, _, s = row_tile(tl.program_id(0), n_blocks_s, 1, BLOCK)
     mask = s < S
-    x = load_ncs(x_ptr, n, 0, s, stride_xn, 0, stride_xs, mask, 0.0, ACC)
-    t = load_ncs(t_ptr, n, 0, s, stride_tn, 0, stride_ts, mask, 0, ACC)
-    valid = mask
-    if HAS_IGNORE:
-        valid = valid & (t != scalar(ig_hi, ig_lo, ACC))
-    fg = valid & (t > 0.5)
-    e = tl.where(fg, scalar(mp_hi, mp_lo, ACC) - x, scalar(mn_hi, mn_lo, ACC) + x)
-    e = tl.where(valid, e, float("-inf"))
+    e, fg = _hinge_errors(x_ptr, t_ptr, n, s, mask, stride_xn, stride_xs, stride_tn, stride_ts,
+                          ig_hi, ig_lo, mn_hi, mn_lo, mp_hi, mp_lo, HAS_IGNORE, ACC)
     tl.store(key_ptr + n * S + s, e, mask=mask)
     tl.store(fg_ptr + n * S + s, fg.to(tl.uint8), mask=mask)
     pid = tl.program_id(0).to(tl.int64)
@@ -328,6 +366,22 @@ def _lovasz_finish(
 
 
 @triton.jit
+def _walk_terms(e, fg, valid, i, cfi, gts, ACC: tl.constexpr):
+    """(relu(e_i) g_i, d_i) of sorted elements at 0-based positions ``i`` of their segment, from
+    the inclusive foreground count cf_i (``cfi``) and the segment's count ``gts`` (the closed form
+    of g_i in the module docstring). Both walks call it: their d is the same, bit for bit."""
+    u = (gts + (i + 1 - cfi)).to(ACC)  # U_i = gts + cb_i
+    inter = (gts - cfi).to(ACC)
+    u_safe = tl.maximum(u, 1.0)
+    g_bg = tl.where(u > 1.0, inter / tl.maximum(u - 1.0, 1.0) / u_safe, 1.0)
+    lg = tl.where(fg, 1.0 / u_safe, tl.where(valid, g_bg, 0.0))
+    nan = e != e  # a NaN logit: relu(NaN) is NaN, so the loss and its gradient must be NaN too
+    pos = (e > 0.0) | nan
+    d = tl.where(nan, e, tl.where(pos, tl.where(fg, -lg, lg), 0.0))
+    return tl.where(pos, e, 0.0) * lg, d
+
+
+@triton.jit
 def _lovasz_walk_kernel(
     err_ptr,  # (SEG, P) sorted errors in ACC
     perm_ptr,  # (SEG, P) int64: position within its segment (n' * S + s) of each sorted element
@@ -384,15 +438,8 @@ def _lovasz_walk_kernel(
         f = fg.to(tl.int32)
         cfi = cf + tl.cumsum(f, axis=0)
         cf += tl.sum(f, axis=0)
-        u = (gts + (i + 1 - cfi)).to(ACC)  # U_i = gts + cb_i
-        inter = (gts - cfi).to(ACC)
-        u_safe = tl.maximum(u, 1.0)
-        g_bg = tl.where(u > 1.0, inter / tl.maximum(u - 1.0, 1.0) / u_safe, 1.0)
-        lg = tl.where(fg, 1.0 / u_safe, tl.where(valid, g_bg, 0.0))
-        nan = e != e  # a NaN logit: relu(NaN) is NaN, so the loss and its gradient must be NaN too
-        pos = (e > 0.0) | nan
-        acc += tl.where(pos, e, 0.0) * lg
-        d = tl.where(nan, e, tl.where(pos, tl.where(fg, -lg, lg), 0.0))
+        term, d = _walk_terms(e, fg, valid, i, cfi, gts, ACC)
+        acc += term
         tl.store(d_ptr + seg * P + src, d, mask=mask)
     tl.store(part_ptr + pid, tl.sum(acc, axis=0))
     if ch == 0:
@@ -403,6 +450,101 @@ def _lovasz_walk_kernel(
     if ticket == tl.num_programs(0) - 1:
         tl.debug_barrier()
         _lovasz_finish(part_ptr, gts_ptr, tab_ptr, cw_ptr, loss_ptr, coef_ptr, G, K, KL, n_chunks, ALL_CLASSES,
+                       PRESENT, HAS_CW, REDUCTION, ACC, BLOCK_K, BLOCK_CH)
+
+
+@triton.jit
+def _packed_keys(e, fg, i):
+    """int64 sort keys of errors ``e`` (fp32) at positions ``i`` with foreground flags ``fg``:
+    ascending keys give the errors in decreasing order, ties in increasing ``i``, with the flag
+    riding below the index (it never decides an order: the indices differ).
+
+        m   = bits(e) if e >= 0 (sign bit clear) else bits(e) ^ 0x7fffffff   (int32: m increases with e)
+        m   = 2^31 - 1 for NaN (first, whatever its sign bit, as torch.sort puts NaN first)
+        key = (~m) * 2^32 + 2 i + f                                          (~m = -m - 1: decreasing)
+    """
+    bits = e.to(tl.int32, bitcast=True)
+    m = tl.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    m = tl.where(e != e, 0x7FFFFFFF, m)
+    return ((~m).to(tl.int64) << 32) | (i * 2 + fg.to(tl.int64))
+
+
+@triton.jit
+def _unpack_keys(key):
+    """(e, fg, src) of sorted keys: the inverse of ``_packed_keys`` (NaN comes back as one NaN)."""
+    m = ~((key >> 32).to(tl.int32))
+    e = tl.where(m < 0, m ^ 0x7FFFFFFF, m).to(tl.float32, bitcast=True)
+    return e, (key & 1) != 0, (key >> 1) & 0x7FFFFFFF
+
+
+@triton.jit
+def _lovasz_reg_sort_kernel(
+    x_ptr,  # HINGE: logits, (N, 1, S) strided
+    t_ptr,  # HINGE: {0, 1} target (or ignore_index), (N, 1, S) strided, its own dtype
+    err_ptr,  # softmax: (SEG, P) fp32 errors at each pixel's own position (the errors kernel's keys)
+    fg_ptr,  # softmax: (SEG, P) uint8 foreground flags, indexed as the errors
+    tab_ptr,  # int32 class table (softmax, read if not ALL_CLASSES)
+    cw_ptr,  # (K,) float64 class weight of each column (read if HAS_CW)
+    d_ptr,  # out (SEG, P) fp32: d at each pixel's own position (softmax: over the errors)
+    part_ptr,  # scratch (SEG,) fp32: each segment's value
+    gts_ptr,  # scratch (SEG,) int32: the foreground count of each segment
+    ticket_ptr,  # int32 counter, zeroed before the launch: the last program runs the finisher
+    loss_ptr,  # out: the loss, 0-d, or the (G, KL) values for "none"
+    coef_ptr,  # out (SEG,): each segment's gradient scale (see _lovasz_finish)
+    G, K, KL,
+    P,  # pixels per segment, <= BLOCK
+    S,  # HINGE: pixels per image (position p of a batch segment is pixel p % S of image p // S)
+    stride_xn, stride_xs,
+    stride_tn, stride_ts,
+    ig_hi, ig_lo,  # HINGE: ignore_index (fp32 pair)
+    mn_hi, mn_lo,  # HINGE: hinge margin of background pixels (fp32 pair)
+    mp_hi, mp_lo,  # HINGE: hinge margin of foreground pixels (fp32 pair)
+    HINGE: tl.constexpr,  # errors from the logits and target here; else read the errors kernel's
+    PER_IMAGE: tl.constexpr,  # HINGE: segment g is image g (else one segment: the batch)
+    HAS_IGNORE: tl.constexpr, ALL_CLASSES: tl.constexpr, PRESENT: tl.constexpr, HAS_CW: tl.constexpr,
+    REDUCTION: tl.constexpr, ACC: tl.constexpr,  # ACC: fp32 (32-bit errors: error bits and index fit a key)
+    BLOCK: tl.constexpr,  # power of two >= P: the keys one program sorts
+    BLOCK_K: tl.constexpr, BLOCK_CH: tl.constexpr,
+):
+    """One program per segment, the whole walk in registers: the P errors (and flags) of segment
+    ``seg``, packed into int64 keys (``_packed_keys``; lanes past P get the error -inf and sort
+    after every pixel), one tl.sort, then the walk of the sorted keys: cf_i an inclusive
+    tl.cumsum of the flags, gts their sum, relu(e_i) g_i and d_i by ``_walk_terms``, d stored at
+    the pixel each key names. The segment's value goes to part[seg]; the last program to take a
+    ticket finishes (_lovasz_finish, one chunk per segment)."""
+    seg = tl.program_id(0).to(tl.int64)
+    p = tl.arange(0, BLOCK).to(tl.int64)
+    inseg = p < P
+    if HINGE:
+        if PER_IMAGE:
+            n = seg
+            s = p
+        else:
+            n = p // S
+            s = p % S
+        e, fgp = _hinge_errors(x_ptr, t_ptr, n, s, inseg, stride_xn, stride_xs, stride_tn, stride_ts,
+                               ig_hi, ig_lo, mn_hi, mn_lo, mp_hi, mp_lo, HAS_IGNORE, ACC)
+    else:
+        e = tl.load(err_ptr + seg * P + p, mask=inseg, other=float("-inf"))
+        fgp = tl.load(fg_ptr + seg * P + p, mask=inseg, other=0) != 0
+    gts = tl.sum(fgp.to(tl.int32), axis=0)  # as the errors kernel counts: pixels with e = -inf too
+    key = tl.sort(_packed_keys(e, fgp, p))
+    e, fg, src = _unpack_keys(key)
+    # p: now the sorted position. The first P keys are the segment's pixels; an error of -inf
+    # (ignored, or an infinite logit) counts as neither class, as on the sort path
+    valid = inseg & (e != float("-inf"))
+    fg = fg & valid
+    cfi = tl.cumsum(fg.to(tl.int32), axis=0)
+    term, d = _walk_terms(e, fg, valid, p, cfi, gts, ACC)
+    tl.store(d_ptr + seg * P + src, d, mask=inseg)
+    tl.store(part_ptr + seg, tl.sum(term, axis=0))
+    tl.store(gts_ptr + seg, gts)
+    # publish this program's stores, then take a ticket: the last one sees every value
+    tl.debug_barrier()
+    ticket = tl.atomic_add(ticket_ptr, 1, sem="acq_rel")
+    if ticket == tl.num_programs(0) - 1:
+        tl.debug_barrier()
+        _lovasz_finish(part_ptr, gts_ptr, tab_ptr, cw_ptr, loss_ptr, coef_ptr, G, K, KL, 1, ALL_CLASSES,
                        PRESENT, HAS_CW, REDUCTION, ACC, BLOCK_K, BLOCK_CH)
 
 
@@ -547,6 +689,49 @@ def _walk_plan(seg: int, p: int) -> tuple[int, int, int]:
     return block, chunk, triton.cdiv(p, chunk)
 
 
+def _reg_sort_block(seg: int, p: int, acc) -> int:
+    """BLOCK of the register sort (a power of two >= p), or 0: the torch.sort path (fp64 errors,
+    whose bits and index do not fit one int64 key; segments over REG_SORT_MAX; nothing to sort)."""
+    if acc == torch.float64 or p > REG_SORT_MAX or p < 1 or seg < 1:
+        return 0
+    return max(16, triton.next_power_of_2(p))
+
+
+def _reg_sort_warps(block: int) -> int:
+    """num_warps of the register sort of ``block`` keys: 8 keys per thread from 1024 keys on (4096:
+    16 warps, 100-110 registers, no spill on sm_80 / sm_90; 8 warps spill 8-16 B, 4 warps need
+    235-254 registers; ``python -m bench.lovasz_sort --spills``). The AOT variants compile the same."""
+    return max(4, min(16, block // 256))
+
+
+def _reg_sort(block, d, ticket, loss, *, G, K, KL, P, present, reduction, tab=None, cw=None, hinge=None,
+              err=None, flags=None):
+    """Launch _lovasz_reg_sort_kernel over the G * K segments of length P: d into ``d``, the loss
+    into ``loss``. ``hinge``: the hinge's (x, t, o) (errors from the logits); else ``err`` and
+    ``flags`` from the errors kernel. Returns the gradient scales (SEG,)."""
+    seg = G * K
+    dev = d.device
+    coef = torch.empty((seg,), device=dev, dtype=d.dtype)
+    part = torch.empty((seg,), device=dev, dtype=d.dtype)
+    gts = torch.empty((seg,), device=dev, dtype=torch.int32)
+    if hinge is not None:
+        x, t, o = hinge
+        m_neg, m_pos = (1.0, 1.0) if o.margin is None else o.margin
+        ig, mn, mp = split_f64(o.ignore_index), split_f64(m_neg), split_f64(m_pos)
+        hk = dict(x_ptr=x, t_ptr=t, S=x.shape[2], stride_xn=x.stride(0), stride_xs=x.stride(2),
+                  stride_tn=t.stride(0), stride_ts=t.stride(2), ig_hi=ig[0], ig_lo=ig[1], mn_hi=mn[0], mn_lo=mn[1],
+                  mp_hi=mp[0], mp_lo=mp[1], PER_IMAGE=o.per_image, HAS_IGNORE=o.ignore_index is not None)
+    else:
+        hk = dict(x_ptr=None, t_ptr=None, S=1, stride_xn=0, stride_xs=0, stride_tn=0, stride_ts=0, ig_hi=0.0,
+                  ig_lo=0.0, mn_hi=0.0, mn_lo=0.0, mp_hi=0.0, mp_lo=0.0, PER_IMAGE=True, HAS_IGNORE=False)
+    _lovasz_reg_sort_kernel[(seg,)](
+        err_ptr=err, fg_ptr=flags, tab_ptr=tab, cw_ptr=cw, d_ptr=d, part_ptr=part, gts_ptr=gts, ticket_ptr=ticket,
+        loss_ptr=loss, coef_ptr=coef, G=G, K=K, KL=KL, P=P, HINGE=hinge is not None, ALL_CLASSES=tab is None,
+        PRESENT=present, HAS_CW=cw is not None, REDUCTION=REDUCTION_CODE[reduction], ACC=tl.float32, BLOCK=block,
+        BLOCK_K=BLOCK_K, BLOCK_CH=BLOCK_CH, num_warps=_reg_sort_warps(block), **hk)
+    return coef
+
+
 def _walk(keys, flags, tab, err_cnt, ticket, loss, *, G, K, KL, rows_per_g, present, reduction, cw=None):
     """Sort the keys, count (when a segment has several chunks), walk and finish.
     Returns the gradient scales (SEG,); the loss is written into ``loss``, d over ``keys``."""
@@ -580,14 +765,22 @@ def hinge_forward(x, t, o):
     the walk's d at each pixel (row g, position n' * S + s within the segment). See ``ops.py``."""
     N, _, S = x.shape
     acc = acc_dtype(x.dtype)
+    G, P = (N, S) if o.per_image else (1, N * S)
+    loss = _loss_out(x, acc, o.reduction, (N,) if o.per_image else ())
+    block = _reg_sort_block(G, P, acc)
+    if block:  # one program per segment reads its logits and target, sorts, walks: no key buffer
+        d = torch.empty((G, P), device=x.device, dtype=acc)
+        ticket = torch.zeros((1,), device=x.device, dtype=torch.int32)
+        with device_guard(x):
+            coef = _reg_sort(block, d, ticket, loss, G=G, K=1, KL=1, P=P, present=False, reduction=o.reduction,
+                             hinge=(x, t, o))
+        return loss, coef, d
     BLOCK, num_warps = block_for(S)
     n_blocks_s = triton.cdiv(S, BLOCK)
-    G, P = (N, S) if o.per_image else (1, N * S)
     keys = torch.empty((G, P), device=x.device, dtype=acc)
     flags = torch.empty((G, P), device=x.device, dtype=torch.uint8)
     cnt = torch.empty((N * n_blocks_s,), device=x.device, dtype=torch.int32)
     ticket = torch.empty((1,), device=x.device, dtype=torch.int32)
-    loss = _loss_out(x, acc, o.reduction, (N,) if o.per_image else ())
     m_neg, m_pos = (1.0, 1.0) if o.margin is None else o.margin
     ig, mn, mp = split_f64(o.ignore_index), split_f64(m_neg), split_f64(m_pos)
     with device_guard(x):
@@ -637,10 +830,16 @@ def softmax_forward(x, t, o):
             ignore_index=int(o.ignore_index) if has_ignore else 0, HAS_IGNORE=has_ignore,
             ALL_CLASSES=classes is None, FROM_LOGITS=o.from_logits, ACC=tl_acc(x.dtype), BLOCK_C=BLOCK_C,
             BLOCK_S=BLOCK_S, ONE_CHUNK=classes is None and C <= BLOCK_C)
-        coef = _walk(keys, flags, tab, cnt, ticket, loss, G=G, K=K, KL=KL,
-                     rows_per_g=n_blocks_s if o.per_image else N * n_blocks_s,
-                     present=o.classes is None and o.only_present, reduction=o.reduction,
-                     cw=_column_weights(x.device, o, classes, C))
+        present = o.classes is None and o.only_present
+        cw = _column_weights(x.device, o, classes, C)
+        block = _reg_sort_block(G * K, P, acc)
+        if block:  # each segment sorted and walked in one program; d over its errors
+            coef = _reg_sort(block, keys, ticket, loss, G=G, K=K, KL=KL, P=P, present=present,
+                             reduction=o.reduction, tab=tab, cw=cw, err=keys, flags=flags)
+        else:
+            coef = _walk(keys, flags, tab, cnt, ticket, loss, G=G, K=K, KL=KL,
+                         rows_per_g=n_blocks_s if o.per_image else N * n_blocks_s, present=present,
+                         reduction=o.reduction, cw=cw)
     return loss, coef, keys
 
 
@@ -715,6 +914,32 @@ def _aot_variants():
                                        ONE_CHUNK=one),
                                   x_ptr=f"*{dt}", d_ptr=accty, coef_ptr=accty, g_ptr=accty, tab_ptr="*i32",
                                   dx_ptr=f"*{dt}"))
+    # the register sort (32-bit errors only): BLOCK = REG_SORT_MAX for the hinge and for softmax
+    # errors, then smaller blocks from bf16 / fp16 logits, and int64 sizes and strides
+    hinge_f = dict(ig_hi="fp32", ig_lo="fp32", mn_hi="fp32", mn_lo="fp32", mp_hi="fp32", mp_lo="fp32")
+    reg = dict(BLOCK_K=BLOCK_K, BLOCK_CH=BLOCK_CH, ACC=tl.float32)
+    for hinge, per_image, dt, tt, block, flags in (
+            (True, True, "fp32", "*fp32", REG_SORT_MAX, dict(HAS_IGNORE=True, ALL_CLASSES=True, PRESENT=False,
+                                                              HAS_CW=False, REDUCTION=0)),
+            (False, True, "fp32", "*fp32", REG_SORT_MAX, dict(HAS_IGNORE=False, ALL_CLASSES=False, PRESENT=False,
+                                                               HAS_CW=True, REDUCTION=2)),
+            (True, False, "bf16", "*u8", 256, dict(HAS_IGNORE=False, ALL_CLASSES=True, PRESENT=False, HAS_CW=False,
+                                                   REDUCTION=1)),
+            (True, True, "fp16", "*i64", 1024, dict(HAS_IGNORE=True, ALL_CLASSES=True, PRESENT=False, HAS_CW=False,
+                                                    REDUCTION=2)),
+            (False, True, "fp32", "*fp32", 2048, dict(HAS_IGNORE=False, ALL_CLASSES=True, PRESENT=True,
+                                                      HAS_CW=False, REDUCTION=0))):
+        specs.append(aot_spec(_lovasz_reg_sort_kernel, dict(HINGE=hinge, PER_IMAGE=per_image, BLOCK=block, **flags,
+                                                            **reg),
+                              num_warps=_reg_sort_warps(block), x_ptr=f"*{dt}", t_ptr=tt, fg_ptr="*u8",
+                              tab_ptr="*i32", cw_ptr="*fp64", gts_ptr="*i32", ticket_ptr="*i32", **hinge_f))
+    specs.append(aot_spec(_lovasz_reg_sort_kernel, dict(HINGE=True, PER_IMAGE=False, BLOCK=1024, HAS_IGNORE=True,
+                                                        ALL_CLASSES=True, PRESENT=False, HAS_CW=False, REDUCTION=0,
+                                                        **reg),
+                          num_warps=_reg_sort_warps(1024), x_ptr="*bf16", t_ptr="*fp32", fg_ptr="*u8",
+                          tab_ptr="*i32", cw_ptr="*fp64", gts_ptr="*i32", ticket_ptr="*i32", G="i64", K="i64",
+                          KL="i64", P="i64", S="i64", stride_xn="i64", stride_xs="i64", stride_tn="i64",
+                          stride_ts="i64", **hinge_f))
     # the hinge backward (one channel), the counts, probabilities in
     specs.append(aot_spec(_lovasz_bwd_kernel,
                           dict(PER_IMAGE=False, ALL_CLASSES=True, FROM_LOGITS=False, G_IS_MAP=False, ACC=tl.float32,
