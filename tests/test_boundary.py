@@ -193,10 +193,16 @@ def test_loss_matches_seed(backend, shape, k, log_dice):
                          upstream=upstream_not_one)
 
 
-@pytest.mark.parametrize("shape,k", [((2, 1, 70, 131), 3), ((1, 1, 5, 200), 5), ((1, 1, 130, 64), 11),
-                                     ((1, 1, 64, 64), 31), ((1, 1, 40, 72), 33), ((1, 1, 90, 300), 41),
-                                     ((2, 1, 61, 37), 51), ((1, 1, 20, 530), 67), ((1, 1, 9, 30), 131)])
-@pytest.mark.parametrize("tdtype", [torch.float32, torch.uint8, torch.bool, torch.float64])
+_F32_2D, _U8_2D, _B_2D, _F64_2D = torch.float32, torch.uint8, torch.bool, torch.float64
+
+
+@pytest.mark.parametrize("shape,k,tdtype", [
+    ((2, 1, 70, 131), 3, _F32_2D), ((2, 1, 70, 131), 3, _U8_2D), ((2, 1, 70, 131), 3, _B_2D),
+    ((2, 1, 70, 131), 3, _F64_2D), ((1, 1, 5, 200), 5, _F32_2D), ((1, 1, 130, 64), 11, _U8_2D),
+    ((1, 1, 64, 64), 31, _F32_2D), ((1, 1, 64, 64), 31, _F64_2D), ((1, 1, 40, 72), 33, _B_2D),
+    ((1, 1, 90, 300), 41, _F32_2D), ((1, 1, 90, 300), 41, _U8_2D), ((2, 1, 61, 37), 51, _F32_2D),
+    ((2, 1, 61, 37), 51, _F64_2D), ((1, 1, 20, 530), 67, _F32_2D), ((1, 1, 20, 530), 67, _B_2D),
+    ((1, 1, 9, 30), 131, _U8_2D)])
 def test_fused_2d_band_is_avg_pools(shape, k, tdtype, monkeypatch):
     """The 2D forward finds the band from the target's own strips (windows up to 2 STRIP_MAX_R + 1 wide;
     k = 131 takes the window-sum pass): bit for bit avg_pool's band (the seed's raw weight map), and the
