@@ -142,6 +142,12 @@ def _partial_sums(x, t, valid, band, ACC: tl.constexpr):
 def _store_partials(dst, x, t, valid, band, ACC: tl.constexpr):
     """The 9 partials of a tile (``_partial_sums``) at ``dst``."""
     a0, a1, a2, a3, a4, a5, a6, a7, a8 = _partial_sums(x, t, valid, band, ACC)
+    _store9(dst, a0, a1, a2, a3, a4, a5, a6, a7, a8)
+
+
+@triton.jit
+def _store9(dst, a0, a1, a2, a3, a4, a5, a6, a7, a8):
+    """The 9 partials at dst[0..8]."""
     tl.store(dst + 0, a0)
     tl.store(dst + 1, a1)
     tl.store(dst + 2, a2)
@@ -399,16 +405,7 @@ def _bce_dice_fwd_strip_kernel(
         s6 += a6
         s7 += a7
         s8 += a8
-    dst = part_ptr + pid * 9
-    tl.store(dst + 0, s0)
-    tl.store(dst + 1, s1)
-    tl.store(dst + 2, s2)
-    tl.store(dst + 3, s3)
-    tl.store(dst + 4, s4)
-    tl.store(dst + 5, s5)
-    tl.store(dst + 6, s6)
-    tl.store(dst + 7, s7)
-    tl.store(dst + 8, s8)
+    _store9(part_ptr + pid * 9, s0, s1, s2, s3, s4, s5, s6, s7, s8)
 
 
 @triton.jit
@@ -514,16 +511,7 @@ def _bce_dice_fwd3d_kernel(
         s6 += a6
         s7 += a7
         s8 += a8
-    dst = part_ptr + pid * 9
-    tl.store(dst + 0, s0)
-    tl.store(dst + 1, s1)
-    tl.store(dst + 2, s2)
-    tl.store(dst + 3, s3)
-    tl.store(dst + 4, s4)
-    tl.store(dst + 5, s5)
-    tl.store(dst + 6, s6)
-    tl.store(dst + 7, s7)
-    tl.store(dst + 8, s8)
+    _store9(part_ptr + pid * 9, s0, s1, s2, s3, s4, s5, s6, s7, s8)
 
 
 @triton.jit
