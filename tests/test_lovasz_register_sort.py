@@ -261,3 +261,25 @@ def test_sort_path_keeps_its_chunked_walk(monkeypatch):
                              upstream=upstream_not_one)
     _, ops = _ops(lambda a, b: tsl.lovasz_hinge(a, b, per_image=False, ignore_index=255), x, t)
     assert "triton _lovasz_count_kernel" in ops and "triton _lovasz_walk_kernel" in ops, ops
+
+
+def test_register_path_opcheck_and_fullgraph_compile():
+    """The ops on the register path: torch.library.opcheck, and torch.compile(fullgraph=True),
+    static and dynamic=True, against eager (torch.sort must not run in any of them)."""
+    x = torch.randn(2, 1, 128, requires_grad=True)
+    t = _binary((2, 1, 128))
+    xs = torch.randn(2, 3, 128, requires_grad=True)
+    ys = _labels((2, 3, 128), 3).view(2, 1, 128)
+    with tsl.use_backend("triton"), _no_torch_sort():
+        for op, a, b, o in ((hinge_op, x, t, HO()), (softmax_op, xs, ys, SO(per_image=True))):
+            torch.library.opcheck(op.forward_op, (a, b, *o))
+            loss, coef, d = op.forward_op(a.detach(), b, *o)
+            g = torch.randn(loss.shape, dtype=loss.dtype)
+            torch.library.opcheck(op.backward_op, (g, coef, d, a.detach(), b, *o))
+        for dynamic in (False, True):
+            torch._dynamo.reset()
+            f = torch.compile(lambda a, b: tsl.lovasz_hinge(a, b), fullgraph=True, dynamic=dynamic,
+                              backend="aot_eager")
+            a, ga = value_and_grad(f, x.detach().reshape(2, 1, 8, 16), t.reshape(2, 1, 8, 16))
+            b, gb = value_and_grad(tsl.lovasz_hinge, x.detach().reshape(2, 1, 8, 16), t.reshape(2, 1, 8, 16))
+            assert torch.equal(a, b) and torch.equal(ga, gb)
