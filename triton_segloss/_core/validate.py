@@ -101,14 +101,47 @@ def binary_target_ncs(logits: Tensor, target: Tensor, name: str = "target") -> T
     return as_ncs(target, n, c)
 
 
-def check_binary_values(target: Tensor, ignore_index: Optional[float], name: str = "target") -> None:
-    """Binary targets must lie in [0, 1] unless equal to ``ignore_index`` (value check)."""
+_LAST_BINARY: list = [None]  # ((target's key), every value is 0 or 1): what check_binary_values saw last
+
+
+def binary_known(t: Tensor) -> Optional[bool]:
+    """Whether every value of CPU mask ``t`` is 0 or 1, when ``check_binary_values(..., binary=True)``
+    has just read these very values (taken once, as ``label_range``); else None (not known)."""
+    memo, _LAST_BINARY[0] = _LAST_BINARY[0], None
+    if memo is not None and memo[0] == _range_key(t):
+        return memo[1]
+    return None
+
+
+def check_binary_values(target: Tensor, ignore_index: Optional[float], name: str = "target",
+                        binary: bool = False) -> None:
+    """Binary targets must lie in [0, 1] unless equal to ``ignore_index`` (value check).
+
+    With ``binary`` (the BCE and focal PyTorch paths ask for it) a CPU check also records whether
+    every value is 0 or 1, for ``binary_known``: for a float mask it reads t - t^2, which is >= 0
+    exactly for t in [0, 1] (fl(t^2) <= t there; t^2 > t above 1 and t - t^2 < 0 below 0; NaN
+    propagates) and 0 exactly for t in {0, 1}: one aminmax answers both, at the cost of one write
+    pass (the PyTorch path then skips its own test, a write and a read pass)."""
+    _LAST_BINARY[0] = None
     if not check_values_now(target) or target.numel() == 0:
         return
     t = target.view(torch.uint8) if target.dtype == torch.bool else target
-    lo, hi = torch.aminmax(t)  # one pass; NaN propagates and fails the comparisons below
-    if bool((lo >= 0) & (hi <= 1)):
-        return
+    if t.device.type == "cpu":  # reading the two numbers is free here: compare them as numbers
+        if binary and t.is_floating_point():
+            lo, hi = (float(v) for v in torch.aminmax(torch.addcmul(t, t, t, value=-1.0)))
+            if lo >= 0:  # NaN compares False
+                _LAST_BINARY[0] = (_range_key(t), hi == 0)
+                return
+        else:
+            lo, hi = (float(v) for v in torch.aminmax(t))  # one pass; NaN fails the comparisons below
+            if lo >= 0 and hi <= 1:
+                if binary and not t.is_floating_point():
+                    _LAST_BINARY[0] = (_range_key(t), True)
+                return
+    else:
+        lo, hi = torch.aminmax(t)  # one pass; NaN propagates and fails the comparisons below
+        if bool((lo >= 0) & (hi <= 1)):
+            return
     t = t.float() if not t.is_floating_point() else t
     bad = (t < 0) | (t > 1) | torch.isnan(t)
     if ignore_index is not None:
@@ -129,7 +162,10 @@ def check_probabilities(p: Tensor, name: str = "logits") -> None:
     if not check_values_now(p) or p.numel() == 0:
         return
     lo, hi = torch.aminmax(p)  # one pass; NaN fails the comparisons
-    if bool((lo >= 0) & (hi <= 1)):
+    if p.device.type == "cpu":  # free to read here
+        if float(lo) >= 0 and float(hi) <= 1:
+            return
+    elif bool((lo >= 0) & (hi <= 1)):
         return
     bad = (p < 0) | (p > 1) | torch.isnan(p)
     v = p[bad].flatten()[:4].tolist()

@@ -71,7 +71,7 @@ def bce_with_logits(
     t = binary_target_ncs(logits, target)
     if ignore_index is not None:
         ignore_index = finite_float(ignore_index, "ignore_index")
-    check_binary_values(target, ignore_index)
+    check_binary_values(target, ignore_index, binary=True)  # its answer saves the PyTorch path a test
     label_smoothing = finite_float(label_smoothing, "label_smoothing")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from triton_segloss._core.validate import acc_dtype
+from triton_segloss._core.validate import acc_dtype, binary_known
 
 
 def _smoothed(t, acc, eps):
@@ -31,15 +31,18 @@ def _weight(t, w, o, acc):
     return valid, weight
 
 
-def _binary(ts, o):
+def _binary(ts, o, known):
     """(every (smoothed, ignore-zeroed) target is 0 or 1, a scratch buffer of ``ts``'s shape or None);
     checked on the CPU only, where reading the answer costs no device sync (elsewhere the general
-    path runs)."""
+    path runs). ``known``: the value check's answer for the unsmoothed targets (``binary_known``),
+    or None; zeroing ignored pixels keeps a binary mask binary."""
     if o.label_smoothing or ts.device.type != "cpu" or ts.numel() == 0:
         return False, None
+    if known is not None:
+        return known, None
     # the targets were checked to lie in [0, 1]: t - t^2 > 0 exactly for the others (fp32 included)
     buf = torch.addcmul(ts, ts, ts, value=-1.0)
-    return not bool(buf.max() > 0), buf
+    return not float(buf.max()) > 0, buf
 
 
 def _number(v):
@@ -49,16 +52,17 @@ def _number(v):
 
 def _elementwise(x, t, w, pw, o, acc):
     """(elementwise loss map, valid mask or None, smoothed target with 0 where ignored, binary)."""
+    known = binary_known(t)  # taken first: the targets as the value check read them
     valid, weight = _weight(t, w, o, acc)
     ts = _smoothed(t, acc, o.label_smoothing)
     if valid is not None:
         ts = torch.where(valid, ts, 0.0)  # an ignore value (e.g. 255) must not reach the formula
     xa = x.to(acc)
-    binary, buf = _binary(ts, o)
+    binary, buf = _binary(ts, o, known)
     if binary:
         # t in {0, 1}: l = pw^t softplus((1 - 2t) x), softplus exact below 20 (where l is small: it
         # takes log1p) and x itself above (relative error < 1e-9); both in the check's buffer
-        if buf.shape != xa.shape:
+        if buf is None or buf.shape != xa.shape:
             buf = torch.empty_like(xa)
         loss = torch._C._nn.softplus(torch.addcmul(xa, xa, ts, value=-2.0, out=buf), 1, 20, out=buf)
         if pw is not None:
@@ -127,6 +131,9 @@ def forward(x, t, w, pw, o):
         return loss, x.new_empty((0,), dtype=acc)
     total = loss.sum()
     if o.reduction == "mean":
+        if valid is None and x.device.type == "cpu":  # the count is a Python number: no 0-d tensor ops
+            v = 1.0 / max(t.numel(), 1)
+            return total.mul_(v), torch.full((2,), v, dtype=acc)
         scale = 1.0 / _count(valid, t, acc).clamp_min(1)
         return total * scale, torch.stack([scale, scale])
     one = torch.ones((), dtype=acc, device=x.device)
@@ -163,7 +170,9 @@ def backward(g, coef, x, t, w, pw, o):
         if up is None:
             return _in_layout(dx, x, o, t)
     elif coef.numel():
-        up = coef[0] * up
+        up = float(coef[0]) * float(up) if up.dim() == 0 and up.device.type == "cpu" else coef[0] * up
+    if isinstance(up, float):
+        return _in_layout(dx.mul_(up), x, o, t)
     dx = dx.mul_(_number(up)) if up.dim() == 0 or up.shape == dx.shape else dx * up
     return _in_layout(dx, x, o, t)
 
