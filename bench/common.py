@@ -553,3 +553,47 @@ def traffic_markdown(family: str, rows: list) -> str:
                      f"{r['min_b_per_elem']} | {r['ratio']}x | {r['kernel_bytes']} | {r['aten_bytes']} | "
                      f"{r['kernels'] or '–'} |")
     return "\n".join(lines) + "\n"
+
+
+# -- ahead-of-time register and spill counts (no GPU, no interpreter) ---------------------------------
+
+AOT_ARCHS = ("sm_80", "sm_90")
+
+
+def _ptxas(arch: str) -> str:
+    """The ptxas Triton itself runs for ``arch``: ``ptxas`` (CUDA 12.9) below sm_90, ``ptxas-blackwell``
+    (CUDA 13, the only one that reads the PTX version Triton writes for sm_90) from sm_90 on."""
+    import triton
+
+    name = "ptxas" if arch < "sm_90" else "ptxas-blackwell"
+    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
+
+
+def ptxas_usage(fn, signature, constexprs, attrs, arch: str, num_warps: int) -> tuple[str, int, int]:
+    """(registers, spill store bytes, spill load bytes) of ``fn`` compiled with ``triton.compile`` for
+    ``arch`` ("sm_80" / "sm_90") and assembled by Triton's ptxas with ``-v``. Registers are "?" when
+    ptxas does not print them; a missing spill line raises with ptxas's output."""
+    import re
+    import subprocess
+    import tempfile
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    target = GPUTarget("cuda", int(arch[3:]), 32)
+    k = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs), target=target,
+                       options={"num_warps": num_warps})
+    with tempfile.TemporaryDirectory() as d:
+        ptx = os.path.join(d, "k.ptx")
+        with open(ptx, "w") as f:
+            f.write(k.asm["ptx"])
+        gpu = re.search(r"^\.target (\w+)", k.asm["ptx"], re.M).group(1)  # sm_90a on sm_90
+        out = subprocess.run([_ptxas(arch), "-v", "--gpu-name", gpu, ptx, "-o", os.path.join(d, "k.cubin")],
+                             capture_output=True, text=True)
+    text = out.stdout + out.stderr
+    m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", text)
+    if m is None:
+        raise RuntimeError(text)
+    r = re.search(r"Used (\d+) registers", text)
+    return (r.group(1) if r else "?"), int(m.group(1)), int(m.group(2))

@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
-import tempfile
 
 CLASSES = (4, 21, 150, 1024)
 
@@ -84,15 +81,6 @@ def _traffic(shapes, dtype_name):
                   f"| {step.total / floor:.3f} |", flush=True)
 
 
-def _ptxas(arch: str) -> str:
-    """The ptxas Triton itself runs for ``arch``: ``ptxas`` (CUDA 12.9) below sm_90, ``ptxas-blackwell``
-    (CUDA 13, the only one that reads the PTX version Triton writes for sm_90) from sm_90 on."""
-    import triton
-
-    name = "ptxas" if arch < "sm_90" else "ptxas-blackwell"
-    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
-
-
 def _tile_takes_dtype(K) -> bool:
     import inspect
 
@@ -115,11 +103,9 @@ def _kernels_module(path):
 
 
 def _spills(classes, dtypes, module=None, only=None):
-    import triton
     import triton.language as tl
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
 
+    from bench.common import AOT_ARCHS, ptxas_usage
     from triton_segloss._core.aot import aot_spec
 
     K = _kernels_module(module)
@@ -138,7 +124,6 @@ def _spills(classes, dtypes, module=None, only=None):
                        SQUARED=False, W_POW_I=1, W_POW_PT=1, PIXEL=3, LABEL_SMOOTH=False, FOCAL_ALPHA=True),
     }
     variants = {k: v for k, v in variants.items() if not only or k in only}
-    targets = {"sm_80": GPUTarget("cuda", 80, 32), "sm_90": GPUTarget("cuda", 90, 32)}
     print("| C | C_PAD x BLOCK, warps | kernel | variant | dtype | arch | registers | spill stores | spill loads |")
     print("|---|---|---|---|---|---|---|---|---|")
     worst = 0
@@ -157,25 +142,11 @@ def _spills(classes, dtypes, module=None, only=None):
                         const.update(PER_IMAGE=True, HAS_CLASSES=True)
                         types.update(coef_ptr=accty, g_ptr=accty, pos_ptr="*i32", dx_ptr=f"*{dt}")
                     sig, cx, attrs = aot_spec(fn, const, **types).signature()
-                    for arch, target in targets.items():
-                        k = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=cx, attrs=attrs),
-                                           target=target, options={"num_warps": warps})
-                        with tempfile.TemporaryDirectory() as d:
-                            ptx = os.path.join(d, "k.ptx")
-                            with open(ptx, "w") as f:
-                                f.write(k.asm["ptx"])
-                            gpu = re.search(r"^\.target (\w+)", k.asm["ptx"], re.M).group(1)  # sm_90a on sm_90
-                            out = subprocess.run([_ptxas(arch), "-v", "--gpu-name", gpu, ptx, "-o",
-                                                  os.path.join(d, "k.cubin")], capture_output=True, text=True)
-                        text = out.stdout + out.stderr
-                        m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", text)
-                        r = re.search(r"Used (\d+) registers", text)
-                        if m is None:
-                            raise RuntimeError(text)
-                        st, ld = int(m.group(1)), int(m.group(2))
+                    for arch in AOT_ARCHS:
+                        regs, st, ld = ptxas_usage(fn, sig, cx, attrs, arch, warps)
                         worst = max(worst, st + ld)
                         print(f"| {C} | {c_pad} x {block}, {warps} | {kname} | {vname} | {dt} | {arch} "
-                              f"| {r.group(1) if r else '?'} | {st} | {ld} |", flush=True)
+                              f"| {regs} | {st} | {ld} |", flush=True)
     return worst
 
 

@@ -87,19 +87,10 @@ def _reg_sort_variant(block: int, hinge: bool, dt: str = "fp32"):
 def spills(blocks=(256, 1024, 2048, 4096), warps=None):
     """Registers and ptxas spill bytes of _lovasz_reg_sort_kernel (hinge and softmax variants) for
     sm_80 and sm_90, compiled ahead of time with the launcher's num_warps (or each of ``warps``)."""
-    import re
-    import subprocess
-    import tempfile
-
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    from bench.dice_large_c import _ptxas
+    from bench.common import AOT_ARCHS, ptxas_usage
     from triton_segloss._core.aot import aot_spec
     from triton_segloss.lovasz import kernels as K
 
-    targets = {"sm_80": GPUTarget("cuda", 80, 32), "sm_90": GPUTarget("cuda", 90, 32)}
     print("| BLOCK | num_warps | variant | arch | registers | spill stores | spill loads |")
     print("|---|---|---|---|---|---|---|")
     worst = 0
@@ -108,25 +99,11 @@ def spills(blocks=(256, 1024, 2048, 4096), warps=None):
             for hinge in (True, False):
                 const, types = _reg_sort_variant(block, hinge)
                 sig, cx, attrs = aot_spec(K._lovasz_reg_sort_kernel, const, **types).signature()
-                for arch, target in targets.items():
-                    k = triton.compile(ASTSource(fn=K._lovasz_reg_sort_kernel, signature=sig, constexprs=cx,
-                                                 attrs=attrs), target=target, options={"num_warps": w})
-                    with tempfile.TemporaryDirectory() as d:
-                        ptx = os.path.join(d, "k.ptx")
-                        with open(ptx, "w") as f:
-                            f.write(k.asm["ptx"])
-                        gpu = re.search(r"^\.target (\w+)", k.asm["ptx"], re.M).group(1)
-                        out = subprocess.run([_ptxas(arch), "-v", "--gpu-name", gpu, ptx, "-o",
-                                              os.path.join(d, "k.cubin")], capture_output=True, text=True)
-                    text = out.stdout + out.stderr
-                    m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", text)
-                    r = re.search(r"Used (\d+) registers", text)
-                    if m is None:
-                        raise RuntimeError(text)
-                    st, ld = int(m.group(1)), int(m.group(2))
+                for arch in AOT_ARCHS:
+                    regs, st, ld = ptxas_usage(K._lovasz_reg_sort_kernel, sig, cx, attrs, arch, w)
                     worst = max(worst, st + ld)
-                    print(f"| {block} | {w} | {'hinge' if hinge else 'softmax'} | {arch} | "
-                          f"{r.group(1) if r else '?'} | {st} | {ld} |", flush=True)
+                    print(f"| {block} | {w} | {'hinge' if hinge else 'softmax'} | {arch} | {regs} | {st} | {ld} |",
+                          flush=True)
     return worst
 
 
