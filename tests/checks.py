@@ -77,3 +77,21 @@ def sparse_mapping(path, numel: int) -> torch.Tensor:
         f.truncate(numel * 4)
     return torch.from_file(str(path), shared=True, size=numel, dtype=torch.float32)
 
+
+
+def random_binary_mask(shape, p=0.4, ignore=None, p_ignore=0.25):
+    """A float 0/1 mask (each pixel 1 with probability ``p``), with about ``p_ignore`` of the pixels
+    set to ``ignore`` when it is given (the Lovász tests' inputs)."""
+    t = (torch.rand(shape) < p).float()
+    if ignore is not None:
+        t[torch.rand(shape) < p_ignore] = ignore
+    return t
+
+
+def random_labels(shape, c, ignore=None, p_ignore=0.25):
+    """Integer labels in [0, c) for logits of ``shape`` (N, C, *spatial), with about ``p_ignore`` of them
+    set to ``ignore`` when it is given."""
+    y = torch.randint(0, c, (shape[0],) + tuple(shape[2:]))
+    if ignore is not None:
+        y[torch.rand(y.shape) < p_ignore] = ignore
+    return y

@@ -193,31 +193,44 @@ def test_loss_matches_seed(backend, shape, k, log_dice):
                          upstream=upstream_not_one)
 
 
-_F32_2D, _U8_2D, _B_2D, _F64_2D = torch.float32, torch.uint8, torch.bool, torch.float64
+_F32, _U8, _B, _F64 = torch.float32, torch.uint8, torch.bool, torch.float64
 
 
 @pytest.mark.parametrize("shape,k,tdtype", [
-    ((2, 1, 70, 131), 3, _F32_2D), ((2, 1, 70, 131), 3, _U8_2D), ((2, 1, 70, 131), 3, _B_2D),
-    ((2, 1, 70, 131), 3, _F64_2D), ((1, 1, 5, 200), 5, _F32_2D), ((1, 1, 130, 64), 11, _U8_2D),
-    ((1, 1, 64, 64), 31, _F32_2D), ((1, 1, 64, 64), 31, _F64_2D), ((1, 1, 40, 72), 33, _B_2D),
-    ((1, 1, 90, 300), 41, _F32_2D), ((1, 1, 90, 300), 41, _U8_2D), ((2, 1, 61, 37), 51, _F32_2D),
-    ((2, 1, 61, 37), 51, _F64_2D), ((1, 1, 20, 530), 67, _F32_2D), ((1, 1, 20, 530), 67, _B_2D),
-    ((1, 1, 9, 30), 131, _U8_2D)])
-def test_fused_2d_band_is_avg_pools(shape, k, tdtype, monkeypatch):
-    """The 2D forward finds the band from the target's own strips (windows up to 2 STRIP_MAX_R + 1 wide;
-    k = 131 takes the window-sum pass): bit for bit avg_pool's band (the seed's raw weight map), and the
-    same loss and gradient as the window-sum pass, on strips cut anywhere (widths not multiples of the
-    owned columns, several strips per image at W = 300 and 530, windows wider than the image)."""
+    # 2D
+    ((2, 1, 70, 131), 3, _F32), ((2, 1, 70, 131), 3, _U8), ((2, 1, 70, 131), 3, _B),
+    ((2, 1, 70, 131), 3, _F64), ((1, 1, 5, 200), 5, _F32), ((1, 1, 130, 64), 11, _U8),
+    ((1, 1, 64, 64), 31, _F32), ((1, 1, 64, 64), 31, _F64), ((1, 1, 40, 72), 33, _B),
+    ((1, 1, 90, 300), 41, _F32), ((1, 1, 90, 300), 41, _U8), ((2, 1, 61, 37), 51, _F32),
+    ((2, 1, 61, 37), 51, _F64), ((1, 1, 20, 530), 67, _F32), ((1, 1, 20, 530), 67, _B),
+    ((1, 1, 9, 30), 131, _U8),
+    # 3D
+    ((2, 1, 9, 10, 11), 5, _F32), ((2, 1, 9, 10, 11), 5, _U8), ((2, 1, 9, 10, 11), 5, _F64),
+    ((1, 1, 12, 70, 40), 3, _F32), ((1, 1, 12, 70, 40), 3, _B), ((1, 1, 12, 20, 130), 11, _U8),
+    ((1, 1, 40, 9, 8), 7, _F32), ((1, 1, 40, 9, 8), 7, _F64), ((1, 1, 31, 31, 40), 31, _F32),
+    ((1, 1, 31, 31, 40), 31, _U8), ((1, 1, 33, 34, 40), 33, _U8)])
+def test_fused_band_is_avg_pools(shape, k, tdtype, monkeypatch):
+    """The fused forwards find the band from the target itself: in 2D from the target's own strips
+    (windows up to 2 STRIP_MAX_R + 1 wide; k = 131 takes the window-sum pass), in 3D walking along D
+    with (H, W) tiles (windows up to 2 FUSED3_MAX_R + 1 wide; k = 33 takes the window-sum pass). Bit
+    for bit avg_pool's band (the seed's raw weight map), and the same loss and gradient as the
+    window-sum pass, on strips and tiles cut anywhere (widths not multiples of the owned columns,
+    several strips per image at W = 300 and 530, 2D windows wider than the image; avg_pool3d refuses
+    windows wider than an axis)."""
     from triton_segloss.boundary import kernels
 
+    dims = len(shape) - 2
     t = _blobs(shape, cells=3)
     x = torch.randn(shape, dtype=torch.float64 if tdtype == torch.float64 else torch.float32) * 2
     tt = t.to(tdtype)
     opts = BoundaryBCEDiceOptions(kernel_size=k)
-    want_band = ref.seed001_weight_map(t.double(), k, normalize=False) != 1.0
+    if dims == 2:
+        want_band = ref.seed001_weight_map(t.double(), k, normalize=False) != 1.0
+    else:
+        want_band = ref.seed001_weight_map(t[:, 0].double(), k, spatial_dims=3, normalize=False)[:, None] != 1.0
     results = []
     for fused in (True, False):
-        monkeypatch.setattr(kernels, "FUSED_2D", fused)
+        monkeypatch.setattr(kernels, "FUSED_2D" if dims == 2 else "FUSED_3D", fused)
         with tsl.use_backend("triton"):
             band = boundary_bce_dice(x, tt, opts)[4]
             assert torch.equal(band.bool(), want_band)
@@ -269,38 +282,6 @@ def test_fused_2d_soft_targets(monkeypatch):
     want = ref.seed001_weight_map(t, k, normalize=False) > 1
     near = ((a.double() - 0.01).abs() < 1e-6) | ((a.double() - 0.99).abs() < 1e-6)
     assert torch.equal(got[~near], want[~near]) and 0 < int(want.sum()) < want.numel()
-
-
-_F32, _U8, _B, _F64 = torch.float32, torch.uint8, torch.bool, torch.float64
-
-
-@pytest.mark.parametrize("shape,k,tdtype", [
-    ((2, 1, 9, 10, 11), 5, _F32), ((2, 1, 9, 10, 11), 5, _U8), ((2, 1, 9, 10, 11), 5, _F64),
-    ((1, 1, 12, 70, 40), 3, _F32), ((1, 1, 12, 70, 40), 3, _B), ((1, 1, 12, 20, 130), 11, _U8),
-    ((1, 1, 40, 9, 8), 7, _F32), ((1, 1, 40, 9, 8), 7, _F64), ((1, 1, 31, 31, 40), 31, _F32),
-    ((1, 1, 31, 31, 40), 31, _U8), ((1, 1, 33, 34, 40), 33, _U8)])
-def test_fused_3d_band_is_avg_pools(shape, k, tdtype, monkeypatch):
-    """The 3D forward walks along D with (H, W) tiles (windows up to 2 FUSED3_MAX_R + 1 wide; k = 33
-    takes the window-sum pass): bit for bit avg_pool3d's band, and the same loss and gradient as the
-    window-sum pass, on tiles cut anywhere (avg_pool3d refuses windows wider than an axis)."""
-    from triton_segloss.boundary import kernels
-
-    t = _blobs(shape, cells=3)
-    x = torch.randn(shape, dtype=torch.float64 if tdtype == torch.float64 else torch.float32) * 2
-    tt = t.to(tdtype)
-    opts = BoundaryBCEDiceOptions(kernel_size=k)
-    want_band = ref.seed001_weight_map(t[:, 0].double(), k, spatial_dims=3, normalize=False)[:, None] != 1.0
-    results = []
-    for fused in (True, False):
-        monkeypatch.setattr(kernels, "FUSED_3D", fused)
-        with tsl.use_backend("triton"):
-            band = boundary_bce_dice(x, tt, opts)[4]
-            assert torch.equal(band.bool(), want_band)
-            results.append(value_and_grad(tsl.boundary_bce_dice_loss, x, tt, k, upstream=upstream_not_one))
-    (l1, g1), (l2, g2) = results
-    # the same sums in another order (tiles of another shape): rounding apart
-    torch.testing.assert_close(l1, l2, rtol=1e-6 if x.dtype == torch.float32 else 1e-13, atol=0)
-    torch.testing.assert_close(g1, g2, rtol=1e-5 if x.dtype == torch.float32 else 1e-12, atol=1e-12)
 
 
 def test_fused_3d_many_segments_and_strides(monkeypatch):

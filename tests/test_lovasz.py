@@ -6,26 +6,13 @@ import torch._dynamo.testing
 
 import triton_segloss as tsl
 from checks import bitwise_deterministic, compare_to_reference, compiled_matches_eager, sparse_mapping, upstream_not_one, value_and_grad
+from checks import random_binary_mask as _binary, random_labels as _labels
 from reference import lovasz as ref
 
 # (2, 1, 12, 13): 156 pixels per image, so each sorted segment is walked in several chunks
 HINGE_SHAPES = [(2, 1, 7, 5), (3, 1, 4, 5, 3), (1, 1, 1, 1), (2, 1, 12, 13)]
 SOFTMAX_SHAPES = [(2, 4, 7, 5), (2, 3, 4, 5, 3), (1, 3, 1, 1), (2, 3, 12, 13)]
 CLASSES = ["present", "all", [2, 0], [1, 1, 0]]
-
-
-def _binary(shape, p=0.4, ignore=None, p_ignore=0.25):
-    t = (torch.rand(shape) < p).float()
-    if ignore is not None:
-        t[torch.rand(shape) < p_ignore] = ignore
-    return t
-
-
-def _labels(shape, c, ignore=None, p_ignore=0.25):
-    y = torch.randint(0, c, (shape[0],) + tuple(shape[2:]))
-    if ignore is not None:
-        y[torch.rand(y.shape) < p_ignore] = ignore
-    return y
 
 
 # ---- Lovász hinge --------------------------------------------------------------

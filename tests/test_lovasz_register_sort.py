@@ -21,25 +21,12 @@ import torch
 
 import triton_segloss as tsl
 from checks import compare_to_reference, upstream_not_one, value_and_grad
+from checks import random_binary_mask as _binary, random_labels as _labels
 from reference import lovasz as ref
 from triton_segloss.lovasz import kernels as kl
 from triton_segloss.lovasz.ops import LovaszHingeOptions as HO, LovaszSoftmaxOptions as SO, hinge_op, softmax_op
 
 LOSS_RTOL, LOSS_ATOL = 1e-6, 1e-7  # see the module docstring
-
-
-def _binary(shape, p=0.4, ignore=None, p_ignore=0.25):
-    t = (torch.rand(shape) < p).float()
-    if ignore is not None:
-        t[torch.rand(shape) < p_ignore] = ignore
-    return t
-
-
-def _labels(shape, c, ignore=None, p_ignore=0.25):
-    y = torch.randint(0, c, (shape[0],) + tuple(shape[2:]))
-    if ignore is not None:
-        y[torch.rand(y.shape) < p_ignore] = ignore
-    return y
 
 
 @contextlib.contextmanager
