@@ -5,7 +5,11 @@ optionally Inductor on the same math, with ``F.cross_entropy`` (forward + autogr
 yardstick. Logits at two scales: 2-3 (the bench's inputs) and 30 (confident logits, where many class
 gaps exceed 87 and ``exp`` of them is not a normal number).
 
-    python -m bench.ce_cpu_routes [--threads 2] [--inductor]
+    python -m bench.ce_cpu_routes [--threads 2] [--inductor] [--host]
+
+``--host``: the host cost of one ``tsl.cross_entropy`` forward + backward on a 1x3x4x4 input (Python
+and dispatch; the tensors are tiny), alone and right after a pass over a 5.5 MB tensor (as inside a
+large step, where the loss's Python runs between passes that flush the caches).
 
 Sketches of the math only (no value check, no reductions beyond the mean): they show where the time
 goes, not what a user's call costs (``bench.cpu_peers`` times that).
@@ -113,13 +117,39 @@ def inductor(x, y):
     return first, step
 
 
+def host_cost(reps=100):
+    import triton_segloss as tsl
+
+    x = torch.randn(1, 3, 4, 4)
+    y = torch.randint(0, 3, (1, 4, 4))
+    big = torch.randn(4, 21, 128, 128)
+    big2 = torch.empty_like(big)
+    out = {}
+    for mode in ("alone", "after a 5.5 MB pass") * 2:
+        ts = []
+        for _ in range(reps):
+            if mode != "alone":
+                torch.mul(big, 1.0, out=big2)
+            a = time.perf_counter()
+            xx = x.detach().requires_grad_()
+            with tsl.use_backend("torch"):
+                tsl.cross_entropy(xx, y).backward()
+            ts.append(time.perf_counter() - a)
+        out[mode] = statistics.median(ts[10:]) * 1e6  # the second round's
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--shape", default="4x21x128x128")
     p.add_argument("--inductor", action="store_true", help="also Inductor on the same math (a first compile of ~20 s)")
+    p.add_argument("--host", action="store_true", help="also the host cost of a tiny tsl.cross_entropy step")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.host:
+        for mode, us in host_cost().items():
+            print(f"host cost of a 1x3x4x4 tsl.cross_entropy step, {mode}: {us:.0f} us")
     N, C, H, W = (int(v) for v in a.shape.split("x"))
     gen = torch.Generator().manual_seed(0)
     y = torch.randint(0, C, (N, 1, H * W), generator=gen)
