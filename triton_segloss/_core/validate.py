@@ -117,7 +117,7 @@ def check_binary_values(target: Tensor, ignore_index: Optional[float], name: str
                         binary: bool = False) -> None:
     """Binary targets must lie in [0, 1] unless equal to ``ignore_index`` (value check).
 
-    With ``binary`` (the BCE and focal PyTorch paths ask for it) a CPU check also records whether
+    With ``binary`` (the BCE PyTorch path asks for it) a CPU check also records whether
     every value is 0 or 1, for ``binary_known``: for a float mask it reads t - t^2, which is >= 0
     exactly for t in [0, 1] (fl(t^2) <= t there; t^2 > t above 1 and t - t^2 < 0 below 0; NaN
     propagates) and 0 exactly for t in {0, 1}: one aminmax answers both, at the cost of one write

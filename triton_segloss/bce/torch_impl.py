@@ -2,8 +2,9 @@
 
 The elementwise loss is ``(1 - s) softplus(x) + pw s softplus(-x)``, written so that
 confident pixels keep their tiny losses (torch's fused BCE rounds l = log(1 + e^-20) to 0).
-On the CPU a one-pass check (t - t^2 > 0 for a target that is not 0 or 1) selects, for
-binary targets, ``pw^t softplus((1 - 2t) x)``: two passes, both in the check's buffer.
+On the CPU a test (t - t^2 > 0 for a target that is not 0 or 1) selects, for binary targets,
+``pw^t softplus((1 - 2t) x)``: two passes in one buffer. The value check answers that test on
+its way (``_core.validate.binary_known``); the path runs it itself only when the check did not.
 Soft targets take ``max(x, 0) - x s + log(1 + e^-|x|)`` (pw == 1) or the two softplus
 terms. Ignore masks and per-pixel weights multiply the map. The backward is the
 hand-derived gradient with in-place ops and every scalar folded into one multiply, so it
@@ -61,7 +62,8 @@ def _elementwise(x, t, w, pw, o, acc):
     binary, buf = _binary(ts, o, known)
     if binary:
         # t in {0, 1}: l = pw^t softplus((1 - 2t) x), softplus exact below 20 (where l is small: it
-        # takes log1p) and x itself above (relative error < 1e-9); both in the check's buffer
+        # takes log1p) and x itself above (relative error < 1e-9); both in one buffer (the test's, when
+        # the path ran its own)
         if buf is None or buf.shape != xa.shape:
             buf = torch.empty_like(xa)
         loss = torch._C._nn.softplus(torch.addcmul(xa, xa, ts, value=-2.0, out=buf), 1, 20, out=buf)
