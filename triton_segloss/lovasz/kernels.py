@@ -89,7 +89,8 @@ BLOCK_CH = 32  # chunk partials per tile in the walk's carry and the finisher's 
 REDUCTION_CODE = {"mean": 0, "sum": 1, "none": 2}
 # Segments of at most REG_SORT_MAX pixels with 32-bit errors are sorted and walked inside one
 # program each (_lovasz_reg_sort_kernel); longer ones, and fp64, take torch.sort and the walk.
-REG_SORT_MAX = 4096
+# (SHIPPED_REG_SORT_MAX keeps the value for tests that patch REG_SORT_MAX.)
+SHIPPED_REG_SORT_MAX = REG_SORT_MAX = 4096
 
 
 @triton.jit
