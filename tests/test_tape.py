@@ -168,25 +168,14 @@ def test_triton_backend_keeps_nothing(monkeypatch):
     x = torch.randn(2, 4, 5, 5, requires_grad=True)
     y = _labels(x.shape)
     kept = []
-    real = tape.recording
+    real = tape.start
 
-    def spy(enabled=True):
-        cm = real(enabled)
-        rec = cm.__enter__()
+    def spy(enabled):
+        rec, prev = real(enabled)
         kept.append(rec)
-        return _Exit(cm, rec)
+        return rec, prev
 
-    class _Exit:
-        def __init__(self, cm, rec):
-            self.cm, self.rec = cm, rec
-
-        def __enter__(self):
-            return self.rec
-
-        def __exit__(self, *exc):
-            return self.cm.__exit__(*exc)
-
-    monkeypatch.setattr(tape, "recording", spy)
+    monkeypatch.setattr(tape, "start", spy)
     with tsl.use_backend("triton"):
         tsl.cross_entropy(x, y).backward()
     assert kept == [{}]

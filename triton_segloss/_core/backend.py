@@ -59,6 +59,16 @@ def use_backend(name: str):
         _forced.reset(token)
 
 
+def force(name: str):
+    """``use_backend`` without a context manager, for a name already checked (one that
+    ``requested_backend`` returned): returns the token to hand to ``unforce``."""
+    return _forced.set(name)
+
+
+def unforce(token) -> None:
+    _forced.reset(token)
+
+
 def requested_backend() -> str:
     """The backend asked for right now: the innermost ``use_backend`` or the env var."""
     forced = _forced.get()

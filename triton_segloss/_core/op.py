@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from . import tape
+from . import backend as _backend
 from .backend import requested_backend, use_backend
 
 NAMESPACE = "triton_segloss"
@@ -123,6 +124,7 @@ class FusedOp:
             return torch.empty_like(args[ng + ns])  # the logits' shape, dtype and layout
 
         self.fwd_impl, self.bwd_impl = fwd_impl, bwd_impl
+        self.forward_fn, self.backward_fn = forward, backward  # the eager route calls them directly
         self.forward_op = torch.library.custom_op(f"{NAMESPACE}::{name}", fwd_impl, mutates_args=(),
                                                   schema=fwd_schema)
         self.forward_op.register_fake(fwd_fake)
@@ -139,7 +141,7 @@ class FusedOp:
             # keep per-pixel tensors for the backward only when there will be one (_core/tape.py):
             # inside the Function's forward grad mode is always off
             record = torch.is_grad_enabled() and tensors[0].requires_grad
-            return _EagerOp.apply(self, tuple(opts), record, *tensors)
+            return _EagerOp.apply(self, opts, record, *tensors)
         return self.forward_op(*tensors, *opts)
 
     def check_grads(self, needs_input_grad):
@@ -189,19 +191,31 @@ def _plain_eager(tensors) -> bool:
 
 
 class _EagerOp(torch.autograd.Function):
-    """The custom op's forward and backward, called directly (see ``EAGER_FAST_PATH``)."""
+    """The custom op's forward and backward, called directly (see ``EAGER_FAST_PATH``). This is the
+    hot path of every eager step on the CPU, where each microsecond of Python shows: the tape and
+    backend state are set and reset by hand (no generator context managers) and the options object
+    is passed through as it came."""
 
     @staticmethod
-    def forward(ctx, op, flat_opts, record, *tensors):
-        with tape.recording(record) as kept:  # see _core/tape.py
-            out = op.fwd_impl(*tensors, *flat_opts)
+    def forward(ctx, op, opts, record, *tensors):
+        backend = requested_backend()
+        kept, prev = tape.start(record)  # see _core/tape.py
+        try:
+            if torch.is_autocast_enabled(tensors[0].device.type):
+                with _no_autocast(tensors[0]):
+                    out = op.forward_fn(*tensors, opts)
+            else:
+                out = op.forward_fn(*tensors, opts)
+        finally:
+            tape.stop(prev)
         ctx.kept = kept
-        outs = out if isinstance(out, tuple) else (out,)
         ctx.set_materialize_grads(False)
+        outs = out if type(out) is tuple else (out,)
         ctx.save_for_backward(*tensors, *(outs[i] for i in op.saved_outputs))
-        ctx.mark_non_differentiable(*(o for i, o in enumerate(outs) if i not in op.grad_outputs))
-        ctx.op, ctx.flat_opts = op, flat_opts
-        ctx.backend = requested_backend()
+        if len(outs) > len(op.grad_outputs):
+            ctx.mark_non_differentiable(*(o for i, o in enumerate(outs) if i not in op.grad_outputs))
+        ctx.op, ctx.opts = op, opts
+        ctx.backend = backend
         return out
 
     @staticmethod
@@ -209,7 +223,7 @@ class _EagerOp(torch.autograd.Function):
     def backward(ctx, *grads):
         op = ctx.op
         nt = op.n_tensors
-        ctx_needs = ctx.needs_input_grad[3:]  # the Function's first three arguments are op, flat_opts, record
+        ctx_needs = ctx.needs_input_grad[3:]  # the Function's first three arguments are op, opts, record
         op.check_grads(ctx_needs)
         saved = ctx.saved_tensors
         inputs, kept = saved[:nt], saved[nt:]
@@ -217,8 +231,17 @@ class _EagerOp(torch.autograd.Function):
         dx = None
         taped, ctx.kept = ctx.kept, None  # handed over once: a retained graph's next backward recomputes
         if ctx_needs[0] and any(g is not None for g in used):
-            with use_backend(ctx.backend), tape.replaying(taped):
-                dx = op.bwd_impl(*used, *kept, *inputs, *ctx.flat_opts)
+            token = _backend.force(ctx.backend)
+            prev = tape.start_replay(taped)
+            try:
+                if torch.is_autocast_enabled(inputs[0].device.type):
+                    with _no_autocast(inputs[0]):
+                        dx = op.backward_fn(used, kept, *inputs, ctx.opts)
+                else:
+                    dx = op.backward_fn(used, kept, *inputs, ctx.opts)
+            finally:
+                tape.stop_replay(prev)
+                _backend.unforce(token)
         return (None, None, None, dx) + (None,) * (nt - 1)
 
 

@@ -55,6 +55,30 @@ def recording_now() -> bool:
     return getattr(_state, "rec", None) is not None
 
 
+def start(enabled: bool):
+    """``recording`` without a context manager, for the eager route's hot path: returns
+    (the dict to collect into, the state to hand back to ``stop``)."""
+    prev = getattr(_state, "rec", None)
+    rec: dict = {}
+    _state.rec = rec if enabled else None
+    return rec, prev
+
+
+def stop(prev) -> None:
+    _state.rec = prev
+
+
+def start_replay(kept):
+    """``replaying`` without a context manager: returns the state to hand back to ``stop_replay``."""
+    prev = getattr(_state, "kept", None)
+    _state.kept = kept or None
+    return prev
+
+
+def stop_replay(prev) -> None:
+    _state.kept = prev
+
+
 @contextmanager
 def replaying(kept):
     """Hand ``kept`` (a dict, or None) to the backward run inside the block (``taken``)."""
