@@ -95,3 +95,39 @@ def test_losses_alternating_binary_and_soft_targets(mask_dtype):
             F.binary_cross_entropy_with_logits(xr, tf).backward()
             torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
             torch.testing.assert_close(xx.grad, xr.grad, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("top", [1.0, 0.25])
+def test_range_read_from_the_bits_is_exact(dtype, top):
+    """The CPU range checks read one ``aminmax`` of the values' bit patterns: it must say "in
+    [+0, top]" exactly when every value is, and leave -0.0 to the float pass (it says no)."""
+    hi = torch.tensor(top, dtype=dtype)
+    zero = torch.zeros((), dtype=dtype)
+    vals = [zero, hi, torch.nextafter(hi, 2 * hi), torch.nextafter(hi, zero), torch.nextafter(zero, hi),
+            torch.nextafter(zero, -hi), -zero, -hi, torch.tensor(float("inf"), dtype=dtype),
+            torch.tensor(float("-inf"), dtype=dtype), torch.tensor(float("nan"), dtype=dtype),
+            -torch.tensor(float("nan"), dtype=dtype), torch.tensor(0.125, dtype=dtype)]
+    for v in vals:
+        t = torch.stack([zero, v, hi])
+        want = bool(((t >= 0) & (t <= top) & ~torch.signbit(t)).all())  # NaN fails t >= 0
+        assert validate._in_unit_range_bits(t, top)[0] is want, (dtype, top, float(v))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_range_checks_accept_negative_zero_and_reject_the_rest(dtype):
+    """-0.0 is a valid mask value and probability (the float pass answers it); values outside
+    [0, 1] and NaN still raise, from both checks that read the bits."""
+    zero, one = torch.zeros((), dtype=dtype), torch.ones((), dtype=dtype)
+    ok = torch.stack([-zero, one, zero, torch.tensor(0.5, dtype=dtype)])
+    validate.check_binary_values(ok, None)
+    validate.check_probabilities(ok)
+    assert _answer(ok) is False  # 0.5 is soft
+    assert _answer(ok[:3]) is True  # -0.0, 1, 0: binary
+    for bad in (torch.nextafter(one, 2 * one), torch.nextafter(zero, -one), torch.tensor(float("nan"), dtype=dtype),
+                -torch.tensor(float("nan"), dtype=dtype), torch.tensor(float("inf"), dtype=dtype)):
+        t = torch.stack([zero, bad])
+        with pytest.raises(ValueError, match="must hold values in"):
+            validate.check_binary_values(t, None)
+        with pytest.raises(ValueError, match="probabilities"):
+            validate.check_probabilities(t)

@@ -101,6 +101,33 @@ def binary_target_ncs(logits: Tensor, target: Tensor, name: str = "target") -> T
     return as_ncs(target, n, c)
 
 
+_BITS = {torch.float32: torch.int32, torch.float64: torch.int64, torch.float16: torch.int16,
+         torch.bfloat16: torch.int16}
+_TOP_BITS: dict = {}
+
+
+def _top_bits(dtype: torch.dtype, top: float) -> int:
+    """The bit pattern of ``top`` (a number >= 0 exact in ``dtype``) as the same-width signed int."""
+    key = (dtype, top)
+    if key not in _TOP_BITS:
+        _TOP_BITS[key] = int(torch.tensor(top, dtype=dtype).view(_BITS[dtype]))
+    return _TOP_BITS[key]
+
+
+def _in_unit_range_bits(t: Tensor, top: float):
+    """For a float CPU tensor: (every value lies in [+0, ``top``], the largest value's bits as an int).
+
+    One ``aminmax`` of the values' bit patterns viewed as signed ints of the same width (about 2.5x
+    faster than a float ``aminmax`` on the CPU, which handles NaN). For values whose sign bit is
+    clear the int order is the float order, with +inf and every NaN above the finite values; a set
+    sign bit (a negative value, -0.0, a negative NaN) makes the int negative. So lo >= 0 and
+    hi <= bits(top) hold exactly when every value is in [+0, top]. A -0.0 fails the test although it
+    is in range: callers then ask the float ``aminmax`` (a mask holding -0.0 costs that pass more)."""
+    lo, hi = torch.aminmax(t.view(_BITS[t.dtype]))
+    lo, hi = int(lo), int(hi)
+    return 0 <= lo and hi <= _top_bits(t.dtype, top), hi
+
+
 _LAST_BINARY: list = [None]  # ((target's key), every value is 0 or 1): what check_binary_values saw last
 
 
@@ -127,11 +154,18 @@ def check_binary_values(target: Tensor, ignore_index: Optional[float], name: str
         return
     t = target.view(torch.uint8) if target.dtype == torch.bool else target
     if t.device.type == "cpu":  # reading the two numbers is free here: compare them as numbers
-        if binary and t.is_floating_point():
-            lo, hi = (float(v) for v in torch.aminmax(torch.addcmul(t, t, t, value=-1.0)))
+        if binary and t.dtype in _BITS:
+            q = torch.addcmul(t, t, t, value=-1.0)
+            ok, hi_bits = _in_unit_range_bits(q, 0.25)  # fl(t - t^2) <= 1/4: the rounding is monotone
+            if ok:
+                _LAST_BINARY[0] = (_range_key(t), hi_bits == 0)  # +0.0 is the only value with bits 0
+                return
+            lo, hi = (float(v) for v in torch.aminmax(q))
             if lo >= 0:  # NaN compares False
                 _LAST_BINARY[0] = (_range_key(t), hi == 0)
                 return
+        elif t.dtype in _BITS and _in_unit_range_bits(t, 1.0)[0]:
+            return
         else:
             lo, hi = (float(v) for v in torch.aminmax(t))  # one pass; NaN fails the comparisons below
             if lo >= 0 and hi <= 1:
@@ -161,12 +195,16 @@ def check_probabilities(p: Tensor, name: str = "logits") -> None:
     """
     if not check_values_now(p) or p.numel() == 0:
         return
-    lo, hi = torch.aminmax(p)  # one pass; NaN fails the comparisons
     if p.device.type == "cpu":  # free to read here
+        if p.dtype in _BITS and _in_unit_range_bits(p, 1.0)[0]:
+            return
+        lo, hi = torch.aminmax(p)  # one pass; NaN fails the comparisons
         if float(lo) >= 0 and float(hi) <= 1:
             return
-    elif bool((lo >= 0) & (hi <= 1)):
-        return
+    else:
+        lo, hi = torch.aminmax(p)
+        if bool((lo >= 0) & (hi <= 1)):
+            return
     bad = (p < 0) | (p > 1) | torch.isnan(p)
     v = p[bad].flatten()[:4].tolist()
     raise ValueError(
