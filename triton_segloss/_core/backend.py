@@ -52,11 +52,11 @@ def _check_name(name: str, source: str) -> str:
 @contextlib.contextmanager
 def use_backend(name: str):
     """Force ``"triton"``, ``"torch"`` or ``"auto"`` for the ops run inside the block."""
-    token = _forced.set(_check_name(name, "use_backend(name)"))
+    token = force(_check_name(name, "use_backend(name)"))
     try:
         yield
     finally:
-        _forced.reset(token)
+        unforce(token)
 
 
 def force(name: str):

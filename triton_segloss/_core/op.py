@@ -35,7 +35,6 @@ input-sized zero tensor.
 
 from __future__ import annotations
 
-import contextlib
 import typing
 from typing import Callable, Sequence
 
@@ -78,14 +77,16 @@ def _outputs_schema(n: int) -> str:
     return "Tensor" if n == 1 else "(" + ", ".join(["Tensor"] * n) + ")"
 
 
-def _no_autocast(t: Tensor):
-    """Autocast off inside an op: its math runs in the accumulation dtype whatever the caller's
-    autocast region says (autocast would reach the PyTorch path's matmuls and reductions). Outside
-    an autocast region there is nothing to turn off (and entering one costs ~10 us of host time)."""
+def _autocast_off(fn, t: Tensor, *args):
+    """``fn(*args)`` with autocast off: an op's math runs in the accumulation dtype whatever the
+    caller's autocast region says (autocast would reach the PyTorch path's matmuls and reductions).
+    Outside an autocast region (on ``t``'s device) there is nothing to turn off, and no context is
+    entered (entering one costs ~10 us of host time)."""
     device = t.device.type
     if not torch.is_autocast_enabled(device):
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device, enabled=False)
+        return fn(*args)
+    with torch.autocast(device_type=device, enabled=False):
+        return fn(*args)
 
 
 class FusedOp:
@@ -109,21 +110,18 @@ class FusedOp:
         ng, ns = len(self.grad_outputs), len(self.saved_outputs)
 
         def fwd_impl(*args):
-            with _no_autocast(args[0]):
-                return forward(*args[:nt], options(*args[nt:]))
+            return _autocast_off(forward, args[0], *args[:nt], options(*args[nt:]))
 
         def fwd_fake(*args):
             return fake(*args[:nt], options(*args[nt:]))
 
         def bwd_impl(*args):
             grads_, saved_, rest = args[:ng], args[ng:ng + ns], args[ng + ns:]
-            with _no_autocast(rest[0]):
-                return backward(grads_, saved_, *rest[:nt], options(*rest[nt:]))
+            return _autocast_off(backward, rest[0], grads_, saved_, *rest[:nt], options(*rest[nt:]))
 
         def bwd_fake(*args):
             return torch.empty_like(args[ng + ns])  # the logits' shape, dtype and layout
 
-        self.fwd_impl, self.bwd_impl = fwd_impl, bwd_impl
         self.forward_fn, self.backward_fn = forward, backward  # the eager route calls them directly
         self.forward_op = torch.library.custom_op(f"{NAMESPACE}::{name}", fwd_impl, mutates_args=(),
                                                   schema=fwd_schema)
@@ -193,19 +191,15 @@ def _plain_eager(tensors) -> bool:
 class _EagerOp(torch.autograd.Function):
     """The custom op's forward and backward, called directly (see ``EAGER_FAST_PATH``). This is the
     hot path of every eager step on the CPU, where each microsecond of Python shows: the tape and
-    backend state are set and reset by hand (no generator context managers) and the options object
-    is passed through as it came."""
+    backend state are set and reset by hand (no generator context managers) and the family's
+    functions get the options object as it came (not the op's flat arguments)."""
 
     @staticmethod
     def forward(ctx, op, opts, record, *tensors):
         backend = requested_backend()
         kept, prev = tape.start(record)  # see _core/tape.py
         try:
-            if torch.is_autocast_enabled(tensors[0].device.type):
-                with _no_autocast(tensors[0]):
-                    out = op.forward_fn(*tensors, opts)
-            else:
-                out = op.forward_fn(*tensors, opts)
+            out = _autocast_off(op.forward_fn, tensors[0], *tensors, opts)
         finally:
             tape.stop(prev)
         ctx.kept = kept
@@ -234,11 +228,7 @@ class _EagerOp(torch.autograd.Function):
             token = _backend.force(ctx.backend)
             prev = tape.start_replay(taped)
             try:
-                if torch.is_autocast_enabled(inputs[0].device.type):
-                    with _no_autocast(inputs[0]):
-                        dx = op.backward_fn(used, kept, *inputs, ctx.opts)
-                else:
-                    dx = op.backward_fn(used, kept, *inputs, ctx.opts)
+                dx = _autocast_off(op.backward_fn, inputs[0], used, kept, *inputs, ctx.opts)
             finally:
                 tape.stop_replay(prev)
                 _backend.unforce(token)

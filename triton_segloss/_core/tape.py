@@ -33,13 +33,11 @@ _state = threading.local()
 @contextmanager
 def recording(enabled: bool = True):
     """Collect what the forward keeps into the yielded dict (left empty when not ``enabled``)."""
-    prev = getattr(_state, "rec", None)
-    rec: dict = {}
-    _state.rec = rec if enabled else None
+    rec, prev = start(enabled)
     try:
         yield rec
     finally:
-        _state.rec = prev
+        stop(prev)
 
 
 def keep(tag: str, **tensors) -> None:
@@ -56,8 +54,8 @@ def recording_now() -> bool:
 
 
 def start(enabled: bool):
-    """``recording`` without a context manager, for the eager route's hot path: returns
-    (the dict to collect into, the state to hand back to ``stop``)."""
+    """Start collecting what the forward keeps (``recording`` without a context manager, for the
+    eager route's hot path): returns (the dict to collect into, the state to hand back to ``stop``)."""
     prev = getattr(_state, "rec", None)
     rec: dict = {}
     _state.rec = rec if enabled else None
@@ -69,7 +67,8 @@ def stop(prev) -> None:
 
 
 def start_replay(kept):
-    """``replaying`` without a context manager: returns the state to hand back to ``stop_replay``."""
+    """Hand ``kept`` to the backward (``replaying`` without a context manager): returns the state
+    to hand back to ``stop_replay``."""
     prev = getattr(_state, "kept", None)
     _state.kept = kept or None
     return prev
@@ -82,12 +81,11 @@ def stop_replay(prev) -> None:
 @contextmanager
 def replaying(kept):
     """Hand ``kept`` (a dict, or None) to the backward run inside the block (``taken``)."""
-    prev = getattr(_state, "kept", None)
-    _state.kept = kept or None
+    prev = start_replay(kept)
     try:
         yield
     finally:
-        _state.kept = prev
+        stop_replay(prev)
 
 
 def taken(tag: str):

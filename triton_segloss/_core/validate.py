@@ -128,6 +128,15 @@ def _in_unit_range_bits(t: Tensor, top: float):
     return 0 <= lo and hi <= _top_bits(t.dtype, top), hi
 
 
+def _cpu_in_unit_range(t: Tensor) -> bool:
+    """Every value of CPU tensor ``t`` lies in [0, 1]: the bits' ``aminmax`` for the float dtypes,
+    the values' own ``aminmax`` otherwise and for a -0.0 (NaN fails both)."""
+    if t.dtype in _BITS and _in_unit_range_bits(t, 1.0)[0]:
+        return True
+    lo, hi = (float(v) for v in torch.aminmax(t))
+    return lo >= 0 and hi <= 1
+
+
 _LAST_BINARY: list = [None]  # ((target's key), every value is 0 or 1): what check_binary_values saw last
 
 
@@ -164,14 +173,10 @@ def check_binary_values(target: Tensor, ignore_index: Optional[float], name: str
             if lo >= 0:  # NaN compares False
                 _LAST_BINARY[0] = (_range_key(t), hi == 0)
                 return
-        elif t.dtype in _BITS and _in_unit_range_bits(t, 1.0)[0]:
+        elif _cpu_in_unit_range(t):
+            if binary and not t.is_floating_point():
+                _LAST_BINARY[0] = (_range_key(t), True)
             return
-        else:
-            lo, hi = (float(v) for v in torch.aminmax(t))  # one pass; NaN fails the comparisons below
-            if lo >= 0 and hi <= 1:
-                if binary and not t.is_floating_point():
-                    _LAST_BINARY[0] = (_range_key(t), True)
-                return
     else:
         lo, hi = torch.aminmax(t)  # one pass; NaN propagates and fails the comparisons below
         if bool((lo >= 0) & (hi <= 1)):
@@ -196,13 +201,10 @@ def check_probabilities(p: Tensor, name: str = "logits") -> None:
     if not check_values_now(p) or p.numel() == 0:
         return
     if p.device.type == "cpu":  # free to read here
-        if p.dtype in _BITS and _in_unit_range_bits(p, 1.0)[0]:
-            return
-        lo, hi = torch.aminmax(p)  # one pass; NaN fails the comparisons
-        if float(lo) >= 0 and float(hi) <= 1:
+        if _cpu_in_unit_range(p):
             return
     else:
-        lo, hi = torch.aminmax(p)
+        lo, hi = torch.aminmax(p)  # one pass; NaN fails the comparisons
         if bool((lo >= 0) & (hi <= 1)):
             return
     bad = (p < 0) | (p > 1) | torch.isnan(p)
