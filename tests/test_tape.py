@@ -179,3 +179,27 @@ def test_triton_backend_keeps_nothing(monkeypatch):
     with tsl.use_backend("triton"):
         tsl.cross_entropy(x, y).backward()
     assert kept == [{}]
+
+
+def test_unread_stats_are_a_broadcast_zero_on_the_eager_route_only():
+    """The PyTorch path's ``stats`` output (read only by the Triton backward) costs no (N, 3, S)
+    allocation on the eager route; through the custom op, whose fake promised contiguous zeros, it
+    is real zeros. Loss and gradient are the same either way."""
+    from triton_segloss.focal.ops import SoftmaxFocalOptions, focal_softmax
+
+    x = torch.randn(2, 21, 6, 5).reshape(2, 21, 30)
+    y = torch.randint(0, 21, (2, 1, 30))
+    o = SoftmaxFocalOptions()
+    with tsl.use_backend("torch"):
+        xe = x.clone().requires_grad_()
+        loss_e, _, stats_e = focal_softmax(xe, y, None, None, o)  # the eager route
+        (ge,) = torch.autograd.grad(loss_e, xe)
+        xo = x.clone().requires_grad_()
+        loss_o, _, stats_o = focal_softmax.forward_op(xo, y, None, None, *o)  # the custom op
+        (go,) = torch.autograd.grad(loss_o, xo)
+    assert stats_e.shape == stats_o.shape == (2, 3, 30)
+    assert stats_e.stride() == (0, 0, 0) and stats_o.is_contiguous()
+    assert not stats_e.any() and not stats_o.any()
+    torch.testing.assert_close(loss_e, loss_o, rtol=0, atol=0)
+    torch.testing.assert_close(ge, go, rtol=0, atol=0)
+    assert not getattr(tape._state, "eager", False)  # reset when the forward returns

@@ -55,15 +55,28 @@ def recording_now() -> bool:
 
 def start(enabled: bool):
     """Start collecting what the forward keeps (``recording`` without a context manager, for the
-    eager route's hot path): returns (the dict to collect into, the state to hand back to ``stop``)."""
-    prev = getattr(_state, "rec", None)
+    eager route's hot path): returns (the dict to collect into, the state to hand back to ``stop``).
+    Until ``stop`` the forward is on the eager route (``unread_zeros``), recording or not."""
+    prev = (getattr(_state, "rec", None), getattr(_state, "eager", False))
     rec: dict = {}
     _state.rec = rec if enabled else None
+    _state.eager = True
     return rec, prev
 
 
 def stop(prev) -> None:
-    _state.rec = prev
+    _state.rec, _state.eager = prev
+
+
+def unread_zeros(like, shape: tuple, dtype):
+    """Zeros of ``shape`` for an op output that this backend's backward never reads (the Triton
+    kernels' per-pixel ``stats``, returned by the PyTorch path only to keep the op's outputs the same
+    on every backend). On the eager route, where no fake tensor promised contiguous strides, a
+    broadcast view of one zero: an (N, 3, S) fp32 block of zeros costs a fresh allocation and a
+    write pass (~160 us with page faults at 4x21x128x128) for nothing. Elsewhere real zeros."""
+    if getattr(_state, "eager", False):
+        return like.new_zeros((), dtype=dtype).expand(shape)
+    return like.new_zeros(shape, dtype=dtype)
 
 
 def start_replay(kept):

@@ -1,10 +1,10 @@
 """PyTorch path of the cross-entropy family: the same functions and contract as ``kernels.py``.
 
 No log-softmax tensor and no one-hot: the logits relative to a per-pixel shift s, u = x - s, in
-a buffer, e^u in place (as ``exp2``, see ``_core.shifted_exp.exp_``) and its class sum; the
+a buffer, e^u in place (arguments clamped to the normal range, see ``_core.shifted_exp.exp_``) and its class sum; the
 label's entries by ``gather`` / ``scatter_`` along the classes. s is the label's logit x_y on the
 CPU (then u_y = 0 and no max pass; the max where that would overflow, and off the CPU). The
-label's slot is set to -inf before the exp, so the class sum is d_o = d' (1 - p_y) without
+label's slot is set to 0 after the exp, so the class sum is d_o = d' (1 - p_y) without
 cancellation (d' = d_o + e_y the full sum) and -log p_y = log d' - u_y. The balanced class
 weights come from a class histogram made with ``index_add_`` on the device (``bincount`` would
 read its input's maximum back to the host on CUDA; on the CPU, where that read is free, it is
@@ -114,7 +114,7 @@ def forward(x, t, w, pw, o):
     if valid is not None:
         loss = torch.where(valid, loss, 0.0)
     extra = [wc] if o.balance else []
-    stats = x.new_zeros(_stats_shape(x.shape[0], C, x.shape[2]), dtype=acc)
+    stats = tape.unread_zeros(x, _stats_shape(x.shape[0], C, x.shape[2]), acc)
     if o.reduction == "none":
         coef = torch.cat([torch.ones(1, dtype=acc, device=x.device)] + extra) if o.balance else loss.new_empty((0,))
         return loss[:, 0], coef, stats

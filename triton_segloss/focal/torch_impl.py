@@ -428,7 +428,7 @@ def softmax_forward(x, y, alpha_w, class_w, o):
     from .ops import softmax_stats_shape  # ops imports this module
 
     N, C, S = x.shape
-    return loss, coef, x.new_zeros(softmax_stats_shape(N, C, S, o), dtype=coef.dtype)
+    return loss, coef, tape.unread_zeros(x, softmax_stats_shape(N, C, S, o), coef.dtype)
 
 
 def _softmax_forward(x, y, alpha_w, class_w, o):
