@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from triton_segloss._core import tape
+from triton_segloss._core.cache import device_values
 from triton_segloss._core.shifted_exp import at_label, put_label_, shifted_exp
 from triton_segloss._core.validate import acc_dtype, label_range
 
@@ -405,6 +406,11 @@ def _softmax_terms(x, y, alpha_w, class_w, o, keep=False):
     return e, r, do * r, py, ce, a, yc, valid
 
 
+def _zero(x):
+    """A cached (1,) zero in x's accumulation dtype: the addend of an ``addcmul`` that is a scaled product."""
+    return device_values((0.0,), x.device, acc_dtype(x.dtype))
+
+
 def _softmax_weight(yc, alpha_w, class_w, o, acc):
     """a_y w_y scale per pixel (yc's shape), or a number when both are uniform."""
     a = at_label(alpha_w.to(acc), yc) if alpha_w is not None else o.alpha
@@ -439,12 +445,16 @@ def _softmax_forward(x, y, alpha_w, class_w, o):
             tape.keep("focal", terms=terms)
         _, _, q, _, ce, a, _, valid = terms
         g = o.gamma
-        if keep:  # the kept q and ce stay as they are: per-pixel maps, a C-th of the logits' size
-            loss = ce.clone() if g == 0.0 else ce * (q * q if g == 2.0 else q if g == 1.0 else q.pow(g))
+        if g == 2.0 and not isinstance(a, torch.Tensor):  # a q^2 ce: the number a folded into one addcmul
+            loss = torch.addcmul(_zero(x), q, q, value=a).mul_(ce)  # q and ce (maybe kept) stay
         else:
-            loss = ce if g == 0.0 else ce.mul_(q.mul_(q) if g == 2.0 else q if g == 1.0 else q.pow_(g))
-        loss = loss.mul_(a) if isinstance(a, torch.Tensor) or a != 1.0 else loss
-        loss = loss[:, 0]
+            if keep:  # the kept q and ce stay as they are: per-pixel maps, a C-th of the logits' size
+                loss = ce.clone() if g == 0.0 else ce * (q * q if g == 2.0 else q if g == 1.0 else q.pow(g))
+            else:
+                loss = ce if g == 0.0 else ce.mul_(q.mul_(q) if g == 2.0 else q if g == 1.0 else q.pow_(g))
+            loss = loss.mul_(a) if isinstance(a, torch.Tensor) or a != 1.0 else loss
+        if o.reduction == "none" or valid is not None:
+            loss = loss[:, 0]  # (N, S); a sum reads the (N, 1, S) map as it is
         if valid is not None:
             loss = torch.where(valid, loss, 0.0)
         return _reduce(loss, valid, o)
@@ -476,9 +486,16 @@ def softmax_backward(g, coef, stats, x, y, alpha_w, class_w, o):
     up = _upstream(g, coef, f.dtype)
     if isinstance(up, torch.Tensor) and up.dim():
         up = up.unsqueeze(1)  # "none": (N, S) -> (N, 1, S)
-    f = f.mul_(a * up)
-    e.mul_(r.mul_(f))  # f p_k = f e_k / d' (r, maybe p_y too, is not read again)
-    put_label_(e, yc, f.mul_(q).neg_())  # the label's slot
+    k = a * up  # a number where alpha and the upstream gradient are uniform (then folded into addcmul)
+    if isinstance(k, torch.Tensor):
+        f = f.mul_(k)
+        e.mul_(r.mul_(f))  # f p_k = f e_k / d' (r, maybe p_y too, is not read again)
+        at_y = f.mul_(q).neg_()
+    else:
+        z = _zero(x)
+        at_y = torch.addcmul(z, q, f, value=-k)  # -k f q
+        e.mul_(torch.addcmul(z, r, f, value=k, out=r))  # k f p_k = k f e_k / d' (r, maybe p_y, not read again)
+    put_label_(e, yc, at_y)  # the label's slot
     if valid is not None:
         e.masked_fill_(~valid.unsqueeze(1), 0.0)  # 0, not 0 * p, where not valid (a NaN logit there stays out)
     if e.dtype == x.dtype and e.stride() == x.stride():
