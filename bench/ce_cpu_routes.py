@@ -1,6 +1,7 @@
 """CPU routes for the softmax cross entropy's math, timed side by side (forward + backward, no autograd):
-the route the PyTorch path takes (``ce/torch_impl.py``: shift by the label's logit, the label's slot
-at -inf, ``exp2``, class sum) against a ``torch.softmax`` route, a ``torch.log_softmax`` route, and
+the route the PyTorch path takes (``ce/torch_impl.py``: shift by the label's logit, the arguments
+clamped to exp's normal range, ``exp``, the label's slot zeroed, class sum) against the route it took
+before (the label's slot at -inf, scale + ``exp2``), a ``torch.softmax`` route, a ``torch.log_softmax`` route, and
 optionally Inductor on the same math, with ``F.cross_entropy`` (forward + autograd backward) as the
 yardstick. Logits at two scales: 2-3 (the bench's inputs) and 30 (confident logits, where many class
 gaps exceed 87 and ``exp`` of them is not a normal number).
@@ -43,18 +44,24 @@ def routes(x, y):
     ninf = torch.full((), float("-inf"))
     a = 1.0 / (N * S)
 
-    def ours_fwd():
+    zero = torch.zeros(())
+
+    def ours_fwd(exp2=False):
         xy = x.gather(1, y)
         u = torch.empty_like(x)
         torch.sub(x, xy, out=u)
-        u.scatter_(1, y, ninf.expand(y.shape))
-        u.mul_(LOG2E).exp2_()
+        if exp2:  # the route before 2026-12-04: -inf label slots, scale + exp2
+            u.scatter_(1, y, ninf.expand(y.shape))
+            u.mul_(LOG2E).exp2_()
+        else:
+            u.clamp_(-87.0, 88.0).exp_()
+            u.scatter_(1, y, zero.expand(y.shape))
         d = u.sum(1, keepdim=True)
         float(d.max())
         return u, d, torch.log1p(d).sum()
 
-    def ours():
-        u, d, _ = ours_fwd()
+    def ours(exp2=False):
+        u, d, _ = ours_fwd(exp2)
         r = (d + 1.0).reciprocal_().mul_(a)
         u.mul_(r)
         u.scatter_(1, y, d.mul_(r).neg_())
@@ -84,7 +91,8 @@ def routes(x, y):
         xx = x.detach().requires_grad_()
         F.cross_entropy(xx, y[:, 0]).backward()
 
-    return {"ours fwd": lambda: ours_fwd(), "ours fwd+bwd": ours, "softmax route fwd+bwd": softmax_route,
+    return {"ours fwd": lambda: ours_fwd(), "ours fwd+bwd": ours, "ours with exp2 fwd+bwd": lambda: ours(True),
+            "softmax route fwd+bwd": softmax_route,
             "log_softmax fwd": lambda: log_softmax_fwd(), "log_softmax fwd+bwd": log_softmax_route,
             "F.cross_entropy fwd+bwd": f_ce}
 
