@@ -203,3 +203,16 @@ def test_unread_stats_are_a_broadcast_zero_on_the_eager_route_only():
     torch.testing.assert_close(loss_e, loss_o, rtol=0, atol=0)
     torch.testing.assert_close(ge, go, rtol=0, atol=0)
     assert not getattr(tape._state, "eager", False)  # reset when the forward returns
+
+
+def test_unread_stats_of_one_class_tile_stay_a_plain_empty_tensor():
+    """Within one class tile the stats are (0,): on the eager route that stays one empty tensor, not a
+    broadcast view (nothing to save, and one op fewer)."""
+    rec, prev = tape.start(False)
+    try:
+        z = tape.unread_zeros(torch.ones(2), (0,), torch.float32)
+        big = tape.unread_zeros(torch.ones(2), (2, 3, 4), torch.float32)
+    finally:
+        tape.stop(prev)
+    assert z.shape == (0,) and z.stride() == (1,)
+    assert big.shape == (2, 3, 4) and big.stride() == (0, 0, 0)

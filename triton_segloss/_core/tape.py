@@ -73,8 +73,9 @@ def unread_zeros(like, shape: tuple, dtype):
     kernels' per-pixel ``stats``, returned by the PyTorch path only to keep the op's outputs the same
     on every backend). On the eager route, where no fake tensor promised contiguous strides, a
     broadcast view of one zero: an (N, 3, S) fp32 block of zeros costs a fresh allocation and a
-    write pass (~160 us with page faults at 4x21x128x128) for nothing. Elsewhere real zeros."""
-    if getattr(_state, "eager", False):
+    write pass (~160 us with page faults at 4x21x128x128) for nothing. Elsewhere, and for an empty
+    shape (the (0,) of C within one class tile: nothing to allocate, one op instead of two), real zeros."""
+    if getattr(_state, "eager", False) and 0 not in shape:
         return like.new_zeros((), dtype=dtype).expand(shape)
     return like.new_zeros(shape, dtype=dtype)
 
